@@ -1,0 +1,128 @@
+"""Validation of a run's config, done once at load time before any data is read or
+any model trained. Every error is a `ConfigError` whose message names the config key,
+the bad value and what is allowed."""
+
+import ml_collections
+
+from adamixup_jax import attacks, data, defenses, mixing, models, training
+
+
+class ConfigError(ValueError):
+    """A config value that is not allowed; the message names the key."""
+
+
+def _require(condition: bool, message: str) -> None:
+    if not condition:
+        raise ConfigError(message)
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _positive_int(key: str, value, minimum: int = 1) -> None:
+    _require(_is_int(value) and value >= minimum, f"{key}={value!r} must be an integer >= {minimum}")
+
+
+def _one_of(key: str, value, allowed) -> None:
+    _require(value in allowed, f"{key}={value!r} is not allowed; choose one of {sorted(allowed)}")
+
+
+def names(value: str) -> list[str]:
+    """Splits a comma-separated list config value ('erm,adamixup') into names."""
+    return [name.strip() for name in value.split(",") if name.strip()]
+
+
+def _check_name_list(key: str, value, registry) -> None:
+    _require(isinstance(value, str), f"{key}={value!r} must be a comma-separated string")
+    listed = names(value)
+    _require(bool(listed), f"{key}={value!r} names nothing; choose from {sorted(registry)}")
+    for name in listed:
+        _one_of(f"{key} entry", name, registry)
+    _require(len(set(listed)) == len(listed), f"{key}={value!r} lists a name twice")
+
+
+def _check_mixing_strength(key: str, value) -> None:
+    _require(
+        isinstance(value, (int, float)) and 0.0 <= value <= 0.5,
+        f"{key}={value!r} is outside [0, 0.5] (the mixing strength is the minority "
+        "sample's weight)",
+    )
+
+
+def validate(config: ml_collections.ConfigDict) -> None:
+    """Checks every key of a run config; raises ConfigError on the first bad one."""
+    _require(_is_int(config.seed), f"seed={config.seed!r} must be an integer")
+    _one_of("data.name", config.data.name, data.LOADERS)
+    _require(
+        _is_int(config.data.image_size) and config.data.image_size >= 0,
+        f"data.image_size={config.data.image_size!r} must be 0 (native size) or a positive integer",
+    )
+
+    _one_of("model.name", config.model.name, models.MODELS)
+    _one_of("model.conv_impl", config.model.conv_impl, models.CONV_IMPLS)
+    _one_of("model.norm", config.model.norm, models.NORMS)
+    _positive_int("model.width", config.model.width)
+    _positive_int("model.dense", config.model.dense)
+
+    _check_name_list("defenses", config.defenses, defenses.DEFENSES)
+    for name in names(config.defenses):
+        _require(name in config, f"config has no block {name!r} for defense {name!r}")
+    ada = config.adamixup
+    _one_of("adamixup.schedule", ada.schedule, mixing.SCHEDULES)
+    _check_mixing_strength("adamixup.m_start", ada.m_start)
+    _check_mixing_strength("adamixup.m_end", ada.m_end)
+    _check_mixing_strength("adamixup.jitter", ada.jitter)
+    _require(
+        0.0 < ada.step_fraction < 1.0,
+        f"adamixup.step_fraction={ada.step_fraction!r} must be in (0, 1)",
+    )
+    _one_of("adamixup.label_allocation", ada.label_allocation, mixing.ALLOCATIONS)
+    _one_of("adamixup.pairing", ada.pairing, mixing.PAIRINGS)
+    _require(config.mixup.alpha > 0, f"mixup.alpha={config.mixup.alpha!r} must be > 0")
+    _one_of("mixup.pairing", config.mixup.pairing, mixing.PAIRINGS)
+
+    _check_name_list("attacks", config.attacks, attacks.ATTACKS)
+    _one_of(
+        "attack.reference_defense",
+        config.attack.reference_defense,
+        ["same", *defenses.DEFENSES],
+    )
+    if config.attack.reference_defense != "same":
+        _require(
+            config.attack.reference_defense in config,
+            f"attack.reference_defense={config.attack.reference_defense!r} has no config block",
+        )
+    for fpr in config.report.fprs:
+        _require(0.0 < fpr < 1.0, f"report.fprs contains {fpr!r}; each must be in (0, 1)")
+
+    for key in ("num_target_members", "num_target_nonmembers"):
+        _positive_int(f"split.{key}", config.split[key])
+    _positive_int(
+        "split.num_population", config.split.num_population, minimum=config.split.num_target_members + 1
+    )
+
+    train = config.train
+    _positive_int("train.epochs", train.epochs)
+    _positive_int("train.batch_size", train.batch_size)
+    _positive_int("train.eval_batch_size", train.eval_batch_size)
+    _require(train.learning_rate > 0, f"train.learning_rate={train.learning_rate!r} must be > 0")
+    _require(0 <= train.momentum < 1, f"train.momentum={train.momentum!r} must be in [0, 1)")
+    _require(train.weight_decay >= 0, f"train.weight_decay={train.weight_decay!r} must be >= 0")
+    _one_of("train.lr_schedule", train.lr_schedule, training.LR_SCHEDULES)
+    _require(
+        _is_int(train.warmup_epochs) and 0 <= train.warmup_epochs < train.epochs,
+        f"train.warmup_epochs={train.warmup_epochs!r} must be an integer in [0, train.epochs)",
+    )
+
+
+def validate_against_data(config: ml_collections.ConfigDict, num_examples: int) -> None:
+    """Checks that the split sizes fit a dataset of `num_examples` examples."""
+    sizes = {key: config.split[key] for key in ("num_target_members", "num_target_nonmembers", "num_population")}
+    total = sum(sizes.values())
+    _require(
+        total <= num_examples,
+        " + ".join(f"split.{k}={v}" for k, v in sizes.items())
+        + f" = {total} examples, more than the {num_examples} that data.name="
+        f"{config.data.name!r} has",
+    )

@@ -1,0 +1,29 @@
+"""Registry of training-time defenses. Adding one = one file here + one line below.
+
+Each module provides `default_config()` (its config block, stored under the same
+name at the top level of a run's config) and `make(config_block, length)`.
+"""
+
+from types import ModuleType
+
+from adamixup_jax.defenses import adamixup, erm, mixup
+from adamixup_jax.defenses.base import Defense, TrainingLength
+
+DEFENSES: dict[str, ModuleType] = {
+    "erm": erm,
+    "mixup": mixup,
+    "adamixup": adamixup,
+}
+
+
+def make(name: str, config, length: TrainingLength) -> Defense:
+    """Builds defense `name` from the run config (its block `config[name]`)."""
+    if name not in DEFENSES:
+        raise ValueError(
+            f"defenses contains {name!r}, which is not a known defense; "
+            f"choose from {sorted(DEFENSES)}"
+        )
+    return DEFENSES[name].make(config[name], length)
+
+
+__all__ = ["DEFENSES", "Defense", "TrainingLength", "make"]

@@ -1,0 +1,93 @@
+"""Who is a member of what: the disjoint, seeded split of a dataset into the target's
+members, the target's non-members and the attacker's population.
+
+The attacker mimics the target: it trains a reference model on `reference_members`,
+as many population examples as the target has members, and holds out the rest of the
+population as `reference_nonmembers`, to calibrate attack thresholds on its own data.
+The target never sees any population example.
+"""
+
+import dataclasses
+
+import ml_collections
+import numpy as np
+
+from adamixup_jax import files
+
+
+def default_config() -> ml_collections.ConfigDict:
+    """The run's `split` block: sizes in examples."""
+    config = ml_collections.ConfigDict()
+    config.seed = 0  # Seeds the shuffle that assigns examples to roles.
+    config.num_target_members = 500  # The target's training set.
+    config.num_target_nonmembers = 500  # Unseen by the target; also its test set.
+    # The attacker's own data: its reference model trains on num_target_members of
+    # these (as many as the target) and holds out the rest.
+    config.num_population = 1000
+    return config
+
+
+@dataclasses.dataclass(frozen=True)
+class Split:
+    """Indices into the dataset, pairwise disjoint."""
+
+    seed: int
+    num_examples: int
+    target_members: np.ndarray
+    target_nonmembers: np.ndarray
+    reference_members: np.ndarray
+    reference_nonmembers: np.ndarray
+
+    @property
+    def population(self) -> np.ndarray:
+        return np.concatenate([self.reference_members, self.reference_nonmembers])
+
+    def save(self, path: str) -> None:
+        files.write_npz(path, **{f.name: np.asarray(getattr(self, f.name)) for f in dataclasses.fields(self)})
+
+    @classmethod
+    def load(cls, path: str) -> "Split":
+        with np.load(path) as saved:
+            values = {f.name: saved[f.name] for f in dataclasses.fields(cls)}
+        values["seed"] = int(values["seed"])
+        values["num_examples"] = int(values["num_examples"])
+        return cls(**values)
+
+
+def split(num_examples: int, config: ml_collections.ConfigDict) -> Split:
+    """Shuffles `range(num_examples)` with `config.seed` and cuts it into roles.
+
+    Raises ValueError naming the `split.*` keys when the sizes do not fit the data.
+    """
+    sizes = {
+        "split.num_target_members": config.num_target_members,
+        "split.num_target_nonmembers": config.num_target_nonmembers,
+        "split.num_population": config.num_population,
+    }
+    for key, size in sizes.items():
+        if not isinstance(size, int) or size < 1:
+            raise ValueError(f"{key}={size!r} must be a positive integer")
+    if config.num_population <= config.num_target_members:
+        raise ValueError(
+            f"split.num_population={config.num_population} must exceed "
+            f"split.num_target_members={config.num_target_members}: the reference model "
+            "trains on as many examples as the target and needs non-members too"
+        )
+    total = sum(sizes.values())
+    if total > num_examples:
+        listed = " + ".join(f"{k}={v}" for k, v in sizes.items())
+        raise ValueError(
+            f"{listed} = {total} examples, but the dataset has only {num_examples}"
+        )
+
+    order = np.random.default_rng(config.seed).permutation(num_examples)
+    cuts = np.cumsum([config.num_target_members, config.num_target_nonmembers])
+    half = cuts[1] + config.num_target_members
+    return Split(
+        seed=int(config.seed),
+        num_examples=int(num_examples),
+        target_members=np.sort(order[: cuts[0]]),
+        target_nonmembers=np.sort(order[cuts[0] : cuts[1]]),
+        reference_members=np.sort(order[cuts[1] : half]),
+        reference_nonmembers=np.sort(order[half:total]),
+    )

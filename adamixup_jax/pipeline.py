@@ -1,0 +1,280 @@
+"""One run, start to end: config -> data -> split -> target and reference models per
+defense -> inference-mode logits -> attack scores -> metrics -> report.
+
+A run is resumable: each defense's finished results are saved under
+`<workdir>/partial/` as soon as they exist, and a rerun of the same config in the
+same workdir picks them up instead of training again.
+"""
+
+import json
+import os
+import shutil
+import time
+
+import jax
+import ml_collections
+import numpy as np
+from absl import logging
+
+from adamixup_jax import (
+    attacks,
+    config_checks,
+    data,
+    defenses,
+    files,
+    membership,
+    metrics,
+    models,
+    report,
+    training,
+)
+from adamixup_jax.config_checks import ConfigError
+
+# Keys that change how a run looks, never what it computes.
+_COSMETIC_KEYS = ("overwrite", "train.progress")
+_RUN_FILES = ("config.json", "split.npz", "results.json", "results.md", "roc.png")
+
+
+def default_config() -> ml_collections.ConfigDict:
+    """Every key of a run, with defaults; configs/*.py start from this."""
+    config = ml_collections.ConfigDict()
+    config.seed = 0  # Seeds model init, data order and mixing (split has its own seed).
+    config.data = data.default_config()
+    config.split = membership.default_config()
+    config.model = models.default_config()
+    config.train = training.default_config()
+    # Comma-separated defenses to train and attack, side by side.
+    config.defenses = "erm,adamixup"
+    for name, module in defenses.DEFENSES.items():
+        config[name] = module.default_config()
+    # Comma-separated attacks to run on every defense.
+    config.attacks = ",".join(attacks.ATTACKS)
+    config.attack = ml_collections.ConfigDict()
+    # Defense of the attacker's reference model: 'same' as the target (adaptive
+    # attacker, the default) or a defense name such as 'erm'.
+    config.attack.reference_defense = "same"
+    config.report = ml_collections.ConfigDict()
+    config.report.fprs = (0.001, 0.01)  # FPRs at which TPR is reported.
+    config.overwrite = False  # Allow replacing a finished run in --workdir.
+    return config
+
+
+def _comparable(config: ml_collections.ConfigDict) -> dict:
+    resolved = json.loads(config.to_json())
+    for key in _COSMETIC_KEYS:
+        parent = resolved
+        *path, leaf = key.split(".")
+        for part in path:
+            parent = parent[part]
+        parent.pop(leaf, None)
+    return resolved
+
+
+def prepare_workdir(config: ml_collections.ConfigDict, workdir: str) -> None:
+    """Refuses a workdir that holds a finished run or a different unfinished one,
+    unless `overwrite`; with `overwrite`, clears this project's files from it."""
+    config_path = os.path.join(workdir, "config.json")
+    finished = os.path.exists(os.path.join(workdir, "results.json"))
+    if config.overwrite:
+        for name in _RUN_FILES:
+            if os.path.exists(os.path.join(workdir, name)):
+                os.remove(os.path.join(workdir, name))
+        shutil.rmtree(os.path.join(workdir, "partial"), ignore_errors=True)
+    elif finished:
+        raise ConfigError(
+            f"--workdir={workdir!r} already holds a finished run (results.json); "
+            "choose another workdir or pass --config.overwrite=True"
+        )
+    elif os.path.exists(config_path):
+        with open(config_path, encoding="utf-8") as f:
+            try:
+                previous = json.load(f)
+            except json.JSONDecodeError:
+                previous = None
+        if previous is None or previous.get("config") != _comparable(config):
+            raise ConfigError(
+                f"--workdir={workdir!r} holds an unfinished run with a different config; "
+                "rerun with the same config to resume, or pass --config.overwrite=True"
+            )
+        logging.info("Resuming the unfinished run in %s", workdir)
+    os.makedirs(os.path.join(workdir, "partial"), exist_ok=True)
+
+
+def _attack_results(
+    config: ml_collections.ConfigDict,
+    target_logits: dict[str, np.ndarray],
+    target_labels: dict[str, np.ndarray],
+    reference_logits: dict[str, np.ndarray],
+    reference_labels: dict[str, np.ndarray],
+) -> dict:
+    """Per attack: threshold-free metrics on the target, and the metrics of the
+    threshold the attacker calibrates on its reference model."""
+    results = {}
+    for name in config_checks.names(config.attacks):
+        score = attacks.get(name)
+
+        def scores_and_membership(logits, labels):
+            member_scores = score(logits["members"], labels["members"])
+            nonmember_scores = score(logits["nonmembers"], labels["nonmembers"])
+            is_member = np.r_[np.ones(len(member_scores), bool), np.zeros(len(nonmember_scores), bool)]
+            return np.concatenate([member_scores, nonmember_scores]), is_member
+
+        target_scores, target_is_member = scores_and_membership(target_logits, target_labels)
+        reference_scores, reference_is_member = scores_and_membership(
+            reference_logits, reference_labels
+        )
+        threshold = metrics.best_threshold(reference_scores, reference_is_member)
+        results[name] = {
+            "threshold_free": metrics.membership_metrics(
+                target_scores, target_is_member, fprs=tuple(config.report.fprs)
+            ),
+            "calibrated": metrics.metrics_at_threshold(
+                target_scores, target_is_member, threshold
+            ),
+        }
+    return results
+
+
+def _train_and_score(
+    config, model, defense_name, dataset, member_idx, nonmember_idx, key, description
+):
+    """Trains one model with `defense_name` on `member_idx`; returns its training
+    result and inference-mode logits on its members and non-members."""
+    steps_per_epoch = -(-len(member_idx) // config.train.batch_size)
+    length = defenses.TrainingLength(config.train.epochs, steps_per_epoch)
+    defense = defenses.make(defense_name, config, length)
+    images, labels = dataset.images, dataset.labels
+    result = training.train_one(
+        model,
+        defense,
+        config.train,
+        images[member_idx],
+        labels[member_idx],
+        dataset.num_classes,
+        key,
+        eval_sets={
+            "train": (images[member_idx], labels[member_idx]),
+            "test": (images[nonmember_idx], labels[nonmember_idx]),
+        },
+        description=description,
+    )
+    predict = training.make_predict_fn(model)
+    logits = {
+        part: training.predict_logits(
+            predict, result.state, images[idx], config.train.eval_batch_size
+        )
+        for part, idx in (("members", member_idx), ("nonmembers", nonmember_idx))
+    }
+    return result, logits, {"members": labels[member_idx], "nonmembers": labels[nonmember_idx]}
+
+
+def _run_defense(config, model, dataset, split, defense_name) -> dict:
+    root_key = jax.random.key(config.seed)
+    # The same target key for every defense: targets differ only by their defense.
+    target, target_logits, target_labels = _train_and_score(
+        config,
+        model,
+        defense_name,
+        dataset,
+        split.target_members,
+        split.target_nonmembers,
+        jax.random.fold_in(root_key, 1),
+        f"target/{defense_name}",
+    )
+    reference_defense = config.attack.reference_defense
+    if reference_defense == "same":
+        reference_defense = defense_name
+    reference, reference_logits, reference_labels = _train_and_score(
+        config,
+        model,
+        reference_defense,
+        dataset,
+        split.reference_members,
+        split.reference_nonmembers,
+        jax.random.fold_in(root_key, 2),
+        f"reference/{reference_defense}",
+    )
+    train_accuracy = training.accuracy(target_logits["members"], target_labels["members"])
+    test_accuracy = training.accuracy(target_logits["nonmembers"], target_labels["nonmembers"])
+    defense = defenses.make(
+        defense_name, config, defenses.TrainingLength(config.train.epochs, 1)
+    )
+    return {
+        "train_accuracy": train_accuracy,
+        "test_accuracy": test_accuracy,
+        "generalization_gap": train_accuracy - test_accuracy,
+        "mixing_strength_final": defense.mixing_strength(config.train.epochs - 1),
+        "train_seconds": target.seconds,
+        "reference_defense": reference_defense,
+        "reference_train_accuracy": training.accuracy(
+            reference_logits["members"], reference_labels["members"]
+        ),
+        "reference_test_accuracy": training.accuracy(
+            reference_logits["nonmembers"], reference_labels["nonmembers"]
+        ),
+        "history": target.history,
+        "attacks": _attack_results(
+            config, target_logits, target_labels, reference_logits, reference_labels
+        ),
+    }
+
+
+def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
+    """Runs every defense and attack of `config`, writes the report into `workdir`
+    and returns the results dict (the content of results.json)."""
+    start = time.perf_counter()
+    config_checks.validate(config)
+    prepare_workdir(config, workdir)
+    try:
+        dataset = data.load(config.data)
+    except ValueError as error:
+        raise ConfigError(str(error)) from error
+    config_checks.validate_against_data(config, len(dataset.labels))
+    logging.info(
+        "Run: data=%s (%d examples, %d classes), model=%s, defenses=%s, attacks=%s",
+        dataset.name,
+        len(dataset.labels),
+        dataset.num_classes,
+        config.model.name,
+        config.defenses,
+        config.attacks,
+    )
+
+    split = membership.split(len(dataset.labels), config.split)
+    files.write_json(
+        os.path.join(workdir, "config.json"),
+        {"config": _comparable(config), "jax_version": jax.__version__, "backend": jax.default_backend()},
+    )
+    split.save(os.path.join(workdir, "split.npz"))
+    model = models.create(config.model, dataset.num_classes)
+
+    per_defense = {}
+    for defense_name in config_checks.names(config.defenses):
+        partial_path = os.path.join(workdir, "partial", f"{defense_name}.json")
+        if os.path.exists(partial_path):
+            with open(partial_path, encoding="utf-8") as f:
+                per_defense[defense_name] = json.load(f)
+            logging.info("Defense %s: reusing finished results from %s", defense_name, partial_path)
+            continue
+        per_defense[defense_name] = _run_defense(config, model, dataset, split, defense_name)
+        files.write_json(partial_path, per_defense[defense_name])
+        logging.info("Defense %s: results written to %s", defense_name, partial_path)
+
+    results = {
+        "dataset": dataset.name,
+        "model": config.model.name,
+        "backend": jax.default_backend(),
+        "elapsed_seconds": time.perf_counter() - start,
+        "split": {
+            "seed": split.seed,
+            "num_target_members": len(split.target_members),
+            "num_target_nonmembers": len(split.target_nonmembers),
+            "num_reference_members": len(split.reference_members),
+            "num_reference_nonmembers": len(split.reference_nonmembers),
+        },
+        "epochs": config.train.epochs,
+        "defenses": per_defense,
+    }
+    report.write_all(workdir, results)
+    logging.info("Results written to %s", workdir)
+    return results

@@ -1,0 +1,179 @@
+"""Human-readable reports of one run: a Markdown table, the results as JSON and a
+log-log ROC plot, all written atomically into the run's workdir.
+
+The input is the results dict the pipeline produces: per defense its accuracies and,
+per attack, `threshold_free` (metrics.membership_metrics) and `calibrated`
+(metrics.metrics_at_threshold at the threshold chosen on the attacker's reference
+model).
+"""
+
+import io
+import os
+
+import numpy as np
+from absl import logging
+from matplotlib.figure import Figure
+
+from adamixup_jax import files
+
+_EXPLANATION = (
+    "Members of the target's training set are the positive class: TPR is the "
+    "fraction of members flagged, FPR the fraction of non-members flagged. "
+    "*Calibrated acc.* is the realistic attacker, thresholding at a value chosen on "
+    "its own reference model; *best bal. acc.* picks the best threshold with "
+    "knowledge of the true membership and is only an oracle upper bound. AUC and "
+    "TPR at low FPR are threshold-free."
+)
+
+
+def _percent(value: float, decimals: int = 1) -> str:
+    return f"{100.0 * value:.{decimals}f}%"
+
+
+def _fpr_keys(results: dict) -> list[str]:
+    """Every target FPR reported by some attack, ascending."""
+    keys = {
+        key
+        for defense in results["defenses"].values()
+        for attack in defense["attacks"].values()
+        for key in attack["threshold_free"]["tpr_at_fpr"]
+    }
+    return sorted(keys, key=float)
+
+
+def _attack_names(results: dict) -> list[str]:
+    """Every attack of some defense, in order of first appearance."""
+    names = {}
+    for defense in results["defenses"].values():
+        names.update(dict.fromkeys(defense["attacks"]))
+    return list(names)
+
+
+def markdown_table(results: dict) -> str:
+    """An explanatory paragraph and one table row per (defense, attack)."""
+    fpr_keys = _fpr_keys(results)
+    header = (
+        ["defense", "train acc.", "test acc.", "gap", "attack", "AUC"]
+        + [f"TPR@{100.0 * float(key):g}%FPR" for key in fpr_keys]
+        + [
+            "best bal. acc. (oracle, upper bound)",
+            "calibrated acc. (attacker's threshold)",
+        ]
+    )
+    # Names left-aligned, numbers right-aligned.
+    alignment = ["---"] + ["---:"] * 3 + ["---"] + ["---:"] * (len(header) - 5)
+    lines = [
+        _EXPLANATION,
+        "",
+        "| " + " | ".join(header) + " |",
+        "|" + "|".join(alignment) + "|",
+    ]
+
+    for defense_name, defense in results["defenses"].items():
+        for attack_name, attack in defense["attacks"].items():
+            threshold_free = attack["threshold_free"]
+            tpr_at_fpr = threshold_free["tpr_at_fpr"]
+            row = (
+                [
+                    defense_name,
+                    _percent(defense["train_accuracy"]),
+                    _percent(defense["test_accuracy"]),
+                    _percent(defense["generalization_gap"]),
+                    attack_name,
+                    f"{threshold_free['auc']:.3f}",
+                ]
+                + [
+                    _percent(tpr_at_fpr[key], 2) if key in tpr_at_fpr else "–"
+                    for key in fpr_keys
+                ]
+                + [
+                    _percent(threshold_free["balanced_accuracy"]),
+                    _percent(attack["calibrated"]["accuracy"]),
+                ]
+            )
+            lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def markdown(results: dict) -> str:
+    """The whole results.md: title, what was run, the table."""
+    lines = [
+        "# Membership inference results",
+        "",
+        f"- dataset: {results['dataset']}",
+        f"- model: {results['model']}",
+        f"- elapsed: {results['elapsed_seconds']:.1f} s",
+    ]
+    for key, value in results.get("split", {}).items():
+        lines.append(f"- {key}: {value}")
+    return "\n".join(lines) + "\n\n" + markdown_table(results)
+
+
+def write_markdown(path: str, results: dict) -> None:
+    files.write_text(path, markdown(results))
+
+
+def write_json(path: str, results: dict) -> None:
+    files.write_json(path, results)
+
+
+def roc_png(results: dict) -> bytes:
+    """Log-log ROC curves as PNG bytes: one panel per attack, one curve per defense."""
+    attack_names = _attack_names(results)
+    if not attack_names:
+        raise ValueError("results has no attack results under any defense to plot.")
+    most_nonmembers = max(
+        attack["threshold_free"]["num_nonmembers"]
+        for defense in results["defenses"].values()
+        for attack in defense["attacks"].values()
+    )
+    # Down to 0.1% FPR at least, further when enough non-members resolve lower rates.
+    lowest_rate = min(1e-3, 1.0 / most_nonmembers)
+
+    # A bare Figure renders with Agg and leaves pyplot's global state alone.
+    figure = Figure(figsize=(4.0 * len(attack_names), 4.0), layout="constrained")
+    axes = figure.subplots(1, len(attack_names), squeeze=False)[0]
+    for ax, attack_name in zip(axes, attack_names):
+        ax.plot(
+            [lowest_rate, 1.0], [lowest_rate, 1.0], "k--", linewidth=0.8, label="chance"
+        )
+        for defense_name, defense in results["defenses"].items():
+            if attack_name not in defense["attacks"]:
+                continue
+            threshold_free = defense["attacks"][attack_name]["threshold_free"]
+            fpr = np.asarray(threshold_free["roc"]["fpr"])
+            tpr = np.asarray(threshold_free["roc"]["tpr"])
+            # A zero rate has no place on a log axis.
+            visible = (fpr > 0.0) & (tpr > 0.0)
+            ax.plot(
+                fpr[visible],
+                tpr[visible],
+                linewidth=1.2,
+                label=f"{defense_name} (AUC {threshold_free['auc']:.3f})",
+            )
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlim(lowest_rate, 1.0)
+        ax.set_ylim(lowest_rate, 1.0)
+        ax.set_xlabel("false positive rate (non-members flagged)")
+        ax.set_ylabel("true positive rate (members flagged)")
+        ax.set_title(attack_name)
+        ax.legend(loc="lower right", fontsize="small")
+
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=120)
+    return buffer.getvalue()
+
+
+def plot_roc(path: str, results: dict) -> None:
+    files.write_bytes(path, roc_png(results))
+
+
+def write_all(workdir: str, results: dict) -> str:
+    """Writes results.json, results.md and roc.png into `workdir`; returns the text."""
+    text = markdown(results)
+    write_json(os.path.join(workdir, "results.json"), results)
+    files.write_text(os.path.join(workdir, "results.md"), text)
+    plot_roc(os.path.join(workdir, "roc.png"), results)
+    logging.info("Wrote results.json, results.md and roc.png to %s", workdir)
+    return text
