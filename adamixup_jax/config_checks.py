@@ -98,14 +98,19 @@ def validate(config: ml_collections.ConfigDict) -> None:
 
     for key in ("num_target_members", "num_target_nonmembers"):
         _positive_int(f"split.{key}", config.split[key])
-    _positive_int(
-        "split.num_population", config.split.num_population, minimum=config.split.num_target_members + 1
+    _require(
+        _is_int(config.split.num_population)
+        and config.split.num_population > config.split.num_target_members,
+        f"split.num_population={config.split.num_population!r} must be an integer above "
+        f"split.num_target_members={config.split.num_target_members}: the attacker's "
+        "reference model trains on as many examples as the target and needs non-members",
     )
 
     train = config.train
     _positive_int("train.epochs", train.epochs)
     _positive_int("train.batch_size", train.batch_size)
     _positive_int("train.eval_batch_size", train.eval_batch_size)
+    _positive_int("train.log_eval_examples", train.log_eval_examples)
     _require(train.learning_rate > 0, f"train.learning_rate={train.learning_rate!r} must be > 0")
     _require(0 <= train.momentum < 1, f"train.momentum={train.momentum!r} must be in [0, 1)")
     _require(train.weight_decay >= 0, f"train.weight_decay={train.weight_decay!r} must be >= 0")

@@ -29,7 +29,8 @@ def default_config() -> ml_collections.ConfigDict:
 
 @dataclasses.dataclass(frozen=True)
 class Split:
-    """Indices into the dataset, pairwise disjoint."""
+    """Indices into the dataset, pairwise disjoint, each role in random order (so any
+    prefix of a role is a uniform sample of it, even on label-sorted data)."""
 
     seed: int
     num_examples: int
@@ -86,8 +87,8 @@ def split(num_examples: int, config: ml_collections.ConfigDict) -> Split:
     return Split(
         seed=int(config.seed),
         num_examples=int(num_examples),
-        target_members=np.sort(order[: cuts[0]]),
-        target_nonmembers=np.sort(order[cuts[0] : cuts[1]]),
-        reference_members=np.sort(order[cuts[1] : half]),
-        reference_nonmembers=np.sort(order[half:total]),
+        target_members=order[: cuts[0]],
+        target_nonmembers=order[cuts[0] : cuts[1]],
+        reference_members=order[cuts[1] : half],
+        reference_nonmembers=order[half:total],
     )

@@ -37,6 +37,9 @@ def default_config() -> ml_collections.ConfigDict:
     config.momentum = 0.9
     config.weight_decay = 5e-4  # Decoupled L2 added to the gradient (SGD-style).
     config.eval_batch_size = 1000  # Batch size for inference-mode passes.
+    # Per-epoch logged accuracies use at most this many examples of each eval set
+    # (its first ones); final accuracies and attack scores always use all.
+    config.log_eval_examples = 500
     config.progress = True  # tqdm progress bar over epochs.
     return config
 
@@ -236,9 +239,10 @@ def train_one(
 ) -> TrainResult:
     """Trains one model on (images uint8 [N, H, W, C], labels [N]).
 
-    `config` is the run's `train` block. After each epoch, accuracy on every entry of
-    `eval_sets` (name -> (images, labels)) is measured in inference mode and logged
-    with the epoch's loss and mixing strength.
+    `config` is the run's `train` block. After each epoch, accuracy on (the first
+    `config.log_eval_examples` of) every entry of `eval_sets` (name -> (images,
+    labels)) is measured in inference mode and logged with the epoch's loss and mixing
+    strength.
     """
     steps_per_epoch = -(-images.shape[0] // config.batch_size)
     tx = make_optimizer(config, steps_per_epoch)
@@ -250,6 +254,10 @@ def train_one(
     device_images = jnp.asarray(images, jnp.uint8)
     device_labels = jnp.asarray(labels, jnp.int32)
 
+    eval_sets = {
+        name: (eval_images[: config.log_eval_examples], eval_labels[: config.log_eval_examples])
+        for name, (eval_images, eval_labels) in (eval_sets or {}).items()
+    }
     history = []
     start = time.perf_counter()
     bar = tqdm.trange(config.epochs, desc=description, disable=not config.progress)
@@ -262,7 +270,7 @@ def train_one(
             "loss": float(jnp.mean(metrics["loss"])),
             "mixing_strength": float(jnp.mean(metrics["mixing_strength"])),
         }
-        for name, (eval_images, eval_labels) in (eval_sets or {}).items():
+        for name, (eval_images, eval_labels) in eval_sets.items():
             logits = predict_logits(predict, state, eval_images, config.eval_batch_size)
             record[f"{name}_accuracy"] = accuracy(logits, eval_labels)
         history.append(record)

@@ -1,0 +1,149 @@
+"""The main job end to end on the smoke preset, its files, resume and refusals."""
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from adamixup_jax import membership, pipeline
+from adamixup_jax.config_checks import ConfigError
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _config(name="smoke"):
+    spec = importlib.util.spec_from_file_location(name, os.path.join(ROOT, "configs", f"{name}.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.get_config()
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory):
+    workdir = str(tmp_path_factory.mktemp("smoke"))
+    results = pipeline.run(_config(), workdir)
+    return workdir, results
+
+
+def test_main_job_writes_every_file_with_its_keys(smoke_run):
+    workdir, results = smoke_run
+    for name in ("config.json", "split.npz", "results.json", "results.md", "roc.png"):
+        assert os.path.getsize(os.path.join(workdir, name)) > 0, name
+
+    with open(os.path.join(workdir, "results.json")) as f:
+        saved = json.load(f)
+    assert set(saved["defenses"]) == {"erm", "adamixup"}
+    for defense in saved["defenses"].values():
+        for key in ("train_accuracy", "test_accuracy", "generalization_gap", "history"):
+            assert key in defense
+        assert defense["generalization_gap"] == pytest.approx(
+            defense["train_accuracy"] - defense["test_accuracy"]
+        )
+        assert set(defense["attacks"]) == {"loss", "confidence", "entropy", "modified_entropy"}
+        for attack in defense["attacks"].values():
+            free = attack["threshold_free"]
+            assert 0.0 <= free["auc"] <= 1.0
+            assert set(free["tpr_at_fpr"]) == {"0.001", "0.01"}
+            assert free["num_members"] == 64 and free["num_nonmembers"] == 64
+            assert set(attack["calibrated"]) >= {"threshold", "accuracy", "tpr", "fpr"}
+    adamixup_history = saved["defenses"]["adamixup"]["history"]
+    assert [h["mixing_strength"] for h in adamixup_history] == pytest.approx([0.5, 0.0])
+
+    with open(os.path.join(workdir, "config.json")) as f:
+        assert json.load(f)["config"]["split"]["num_target_members"] == 64
+    with open(os.path.join(workdir, "results.md")) as f:
+        table = f.read()
+    assert table.count("| erm |") == 4 and table.count("| adamixup |") == 4
+    with open(os.path.join(workdir, "roc.png"), "rb") as f:
+        assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+
+
+def test_saved_split_traces_the_examples(smoke_run):
+    workdir, _ = smoke_run
+    split = membership.Split.load(os.path.join(workdir, "split.npz"))
+    expected = membership.split(5000, _config().split)
+    np.testing.assert_array_equal(split.target_members, expected.target_members)
+    assert split.seed == 0 and split.num_examples == 5000
+
+
+def test_finished_workdir_is_refused_unless_overwrite(smoke_run, tmp_path):
+    workdir, _ = smoke_run
+    with pytest.raises(ConfigError, match="already holds a finished run"):
+        pipeline.run(_config(), workdir)
+
+
+def test_interrupted_run_resumes_from_finished_defenses(tmp_path):
+    config = _config()
+    config.defenses = "erm"
+    first = pipeline.run(config, str(tmp_path))
+    os.remove(tmp_path / "results.json")  # as if killed before the report
+    resumed = pipeline.run(config, str(tmp_path))
+    assert resumed["defenses"] == first["defenses"]
+
+    os.remove(tmp_path / "results.json")
+    config.train.epochs = 3
+    with pytest.raises(ConfigError, match="different config"):
+        pipeline.run(config, str(tmp_path))
+    config.overwrite = True
+    rerun = pipeline.run(config, str(tmp_path))
+    assert len(rerun["defenses"]["erm"]["history"]) == 3
+
+
+def test_same_config_gives_the_same_numbers(smoke_run, tmp_path):
+    _, results = smoke_run
+    config = _config()
+    config.defenses = "adamixup"
+    again = pipeline.run(config, str(tmp_path))
+    assert again["defenses"]["adamixup"]["attacks"] == results["defenses"]["adamixup"]["attacks"]
+
+
+@pytest.mark.parametrize(
+    "key, value",
+    [
+        ("data.name", "imagenet"),
+        ("model.name", "vgg"),
+        ("model.conv_impl", "fft"),
+        ("defenses", "erm,dropout"),
+        ("defenses", ""),
+        ("attacks", "loss,lira"),
+        ("adamixup.m_start", 0.7),
+        ("adamixup.m_end", -0.1),
+        ("adamixup.schedule", "exponential"),
+        ("adamixup.label_allocation", "random"),
+        ("mixup.alpha", 0.0),
+        ("train.epochs", -1),
+        ("train.batch_size", 0),
+        ("train.learning_rate", -0.1),
+        ("split.num_target_members", -5),
+        ("split.num_population", 10),
+        ("split.num_target_nonmembers", 6000),
+        ("attack.reference_defense", "dpsgd"),
+    ],
+)
+def test_bad_config_is_refused_naming_the_key_before_training(key, value, tmp_path):
+    config = _config()
+    parent = config
+    *path, leaf = key.split(".")
+    for part in path:
+        parent = parent[part]
+    parent[leaf] = value
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        pipeline.run(config, str(tmp_path))
+    assert not os.path.exists(tmp_path / "partial" / "erm.json")
+
+
+def test_command_line_prints_one_error_line_and_exits_2(tmp_path):
+    completed = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "experiments", "run.py"),
+         "--config=" + os.path.join(ROOT, "configs", "smoke.py"),
+         f"--workdir={tmp_path}", "--config.adamixup.m_start=0.7"],
+        capture_output=True, text=True, timeout=300, cwd=ROOT,
+    )
+    assert completed.returncode == 2, completed.stderr[-2000:]
+    errors = [line for line in completed.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and "adamixup.m_start=0.7" in errors[0], completed.stderr[-2000:]
+    assert "Traceback" not in completed.stderr
