@@ -4,12 +4,12 @@ predictions. The label is not used beyond checking it."""
 import numpy as np
 import scipy.special
 
-from adamixup_jax.attacks import loss
+from adamixup_jax.attacks.base import checked_inputs
 
 
 def scores(logits, labels) -> np.ndarray:
     """Minus the entropy of the softmax prediction, [examples] float64."""
-    logits, _ = loss.checked_inputs(logits, labels)
+    logits, _ = checked_inputs(logits, labels)
     log_probs = scipy.special.log_softmax(logits, axis=1)
     probs = np.exp(log_probs)
 

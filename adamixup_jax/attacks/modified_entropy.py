@@ -4,7 +4,7 @@ label, so a confident wrong prediction scores as non-member."""
 import numpy as np
 import scipy.special
 
-from adamixup_jax.attacks import loss
+from adamixup_jax.attacks.base import checked_inputs
 
 
 def _log_one_minus_softmax(logits: np.ndarray) -> np.ndarray:
@@ -34,7 +34,7 @@ def _log_one_minus_softmax(logits: np.ndarray) -> np.ndarray:
 
 def scores(logits, labels) -> np.ndarray:
     """Minus Mentr(p, y) = (1 - p_y) log p_y + sum_{i != y} p_i log(1 - p_i)."""
-    logits, labels = loss.checked_inputs(logits, labels)
+    logits, labels = checked_inputs(logits, labels)
     rows = np.arange(len(labels))
     log_probs = scipy.special.log_softmax(logits, axis=1)
     log_one_minus = _log_one_minus_softmax(logits)
