@@ -39,7 +39,7 @@ def default_config() -> ml_collections.ConfigDict:
     config.eval_batch_size = 1000  # Batch size for inference-mode passes.
     # Per-epoch logged accuracies use at most this many examples of each eval set
     # (its first ones); final accuracies and attack scores always use all.
-    config.log_eval_examples = 500
+    config.log_eval_examples = 250
     config.progress = True  # tqdm progress bar over epochs.
     return config
 

@@ -147,3 +147,12 @@ def test_command_line_prints_one_error_line_and_exits_2(tmp_path):
     errors = [line for line in completed.stderr.splitlines() if line.startswith("error: ")]
     assert len(errors) == 1 and "adamixup.m_start=0.7" in errors[0], completed.stderr[-2000:]
     assert "Traceback" not in completed.stderr
+
+
+@pytest.mark.parametrize("name", ["quickstart", "smoke", "mnist", "cifar10", "stl10", "lfw"])
+def test_every_shipped_config_is_valid(name):
+    from adamixup_jax import config_checks
+
+    config = _config(name)
+    config_checks.validate(config)
+    assert config.data.name in ("mnist5k", "mnist", "cifar10", "stl10", "lfw")
