@@ -92,3 +92,24 @@ def split(num_examples: int, config: ml_collections.ConfigDict) -> Split:
         reference_members=order[cuts[1] : half],
         reference_nonmembers=order[half:total],
     )
+
+
+def keep_masks(num_models: int, num_examples: int, seed: int) -> np.ndarray:
+    """Balanced, seeded IN/OUT assignment for shadow models, bool `[models, examples]`.
+
+    Every example is IN for exactly num_models / 2 models; every model trains on
+    exactly num_examples / 2 examples when num_models divides num_examples, and within
+    num_models / 4 of that otherwise. Built as a circulant pattern, keep[m, n] = (m + n) mod M < M / 2,
+    whose examples and models are then shuffled with `seed`.
+    """
+    if not isinstance(num_models, int) or num_models < 2 or num_models % 2:
+        raise ValueError(
+            f"shadows.num_models={num_models!r} must be an even integer >= 2, so that "
+            "every example is IN for exactly half of the models"
+        )
+    if not isinstance(num_examples, int) or num_examples < 1:
+        raise ValueError(f"num_examples={num_examples!r} must be a positive integer")
+    rng = np.random.default_rng(seed)
+    pattern = (np.arange(num_models)[:, None] + np.arange(num_examples)[None, :]) % num_models
+    keep = pattern < num_models // 2
+    return keep[rng.permutation(num_models)][:, rng.permutation(num_examples)]

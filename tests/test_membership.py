@@ -67,3 +67,23 @@ def test_split_round_trips_through_its_file(tmp_path):
     assert loaded.seed == 9 and loaded.num_examples == 1000
     np.testing.assert_array_equal(loaded.reference_nonmembers, split.reference_nonmembers)
     np.testing.assert_array_equal(loaded.population, split.population)
+
+
+@pytest.mark.parametrize("models, examples", [(2, 10), (16, 1024), (16, 1003), (64, 500)])
+def test_keep_masks_are_balanced_per_example_and_model(models, examples):
+    keep = membership.keep_masks(models, examples, seed=1)
+    assert keep.shape == (models, examples) and keep.dtype == bool
+    assert np.all(keep.sum(axis=0) == models // 2)
+    assert np.all(np.abs(keep.sum(axis=1) - examples / 2) <= models / 4)
+
+
+def test_keep_masks_are_seeded():
+    a, b, c = (membership.keep_masks(8, 100, seed) for seed in (0, 0, 1))
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, c)
+
+
+@pytest.mark.parametrize("models", [0, 1, 3, 7])
+def test_keep_masks_need_an_even_number_of_models(models):
+    with pytest.raises(ValueError, match="num_models"):
+        membership.keep_masks(models, 10, 0)
