@@ -170,13 +170,21 @@ def epoch_batches(key: jax.Array, num_examples: int, batch_size: int):
 
 
 def make_epoch_fn(train_step: Callable, batch_size: int) -> Callable:
-    """`epoch(state, images, labels, key) -> (state, metrics [steps])`, a scan of the
-    step; images stay uint8 on the device and are gathered per batch inside the scan."""
+    """`epoch(state, images, labels, slots, slot_weights, key) -> (state, metrics)`.
 
-    def epoch(state, images, labels, key):
+    One epoch of one model as a `lax.scan` of the step. `slots` `[L]` are indices into
+    `images`/`labels` (uint8 on the device, gathered per batch inside the scan) of the
+    model's training examples; `slot_weights` `[L]` are 0 for slots that only pad a
+    model's list to a length shared with other models. Not jitted: callers jit it
+    alone or under `vmap` over a leading model axis.
+    """
+
+    def epoch(state, images, labels, slots, slot_weights, key):
         order_key, step_key = jax.random.split(key)
-        indices, weights = epoch_batches(order_key, images.shape[0], batch_size)
-        step_keys = jax.random.split(step_key, indices.shape[0])
+        positions, position_weights = epoch_batches(order_key, slots.shape[0], batch_size)
+        example_indices = slots[positions]  # [steps, batch]
+        weights = slot_weights[positions] * position_weights
+        step_keys = jax.random.split(step_key, positions.shape[0])
 
         def body(state, xs):
             batch_indices, batch_weights, key = xs
@@ -187,9 +195,9 @@ def make_epoch_fn(train_step: Callable, batch_size: int) -> Callable:
             }
             return train_step(state, batch, key)
 
-        return jax.lax.scan(body, state, (indices, weights, step_keys))
+        return jax.lax.scan(body, state, (example_indices, weights, step_keys))
 
-    return jax.jit(epoch, donate_argnums=0)
+    return epoch
 
 
 def make_predict_fn(model: nn.Module) -> Callable:
@@ -249,10 +257,12 @@ def train_one(
     init_key, train_key = jax.random.split(key)
     state = init_state(model, tx, init_key, images.shape[1:])
     train_step = make_train_step(model, tx, defense, num_classes)
-    epoch_fn = make_epoch_fn(train_step, config.batch_size)
+    epoch_fn = jax.jit(make_epoch_fn(train_step, config.batch_size), donate_argnums=0)
     predict = make_predict_fn(model)
     device_images = jnp.asarray(images, jnp.uint8)
     device_labels = jnp.asarray(labels, jnp.int32)
+    slots = jnp.arange(images.shape[0], dtype=jnp.int32)
+    slot_weights = jnp.ones(images.shape[0], jnp.float32)
 
     eval_sets = {
         name: (eval_images[: config.log_eval_examples], eval_labels[: config.log_eval_examples])
@@ -263,7 +273,12 @@ def train_one(
     bar = tqdm.trange(config.epochs, desc=description, disable=not config.progress)
     for epoch in bar:
         state, metrics = epoch_fn(
-            state, device_images, device_labels, jax.random.fold_in(train_key, epoch)
+            state,
+            device_images,
+            device_labels,
+            slots,
+            slot_weights,
+            jax.random.fold_in(train_key, epoch),
         )
         record = {
             "epoch": epoch + 1,

@@ -1,0 +1,143 @@
+"""Many models trained at once: the shadow/reference models of the strongest attacks.
+
+`train_many` trains M models, each on its own IN examples (a row of a keep mask) with
+its own init key and data order, as one compiled program: params, optimizer state and
+keys are stacked on a leading model axis, the epoch is `vmap`ped over that axis, and
+the axis is laid out over a `jax.sharding.Mesh` of the available devices. Models are
+trained in chunks of `chunk_size` when M do not fit at once; chunking changes nothing
+but memory, since every model only ever sees its own key and examples.
+"""
+
+import dataclasses
+import time
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from absl import logging
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+from tqdm import auto as tqdm
+
+from adamixup_jax import training
+from adamixup_jax.defenses import Defense
+
+MODEL_AXIS = "models"
+
+
+def member_slots(keep: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each model's IN example indices, padded to one length: `[M, L]` int32 indices
+    (padding repeats the model's own examples) and `[M, L]` float32 weights (0 = pad)."""
+    counts = keep.sum(axis=1)
+    if np.any(counts == 0):
+        raise ValueError(f"models {np.flatnonzero(counts == 0).tolist()} have no IN examples")
+    length = int(counts.max())
+    slots = np.stack([np.resize(np.flatnonzero(row), length) for row in keep])
+    weights = (np.arange(length)[None, :] < counts[:, None]).astype(np.float32)
+    return slots.astype(np.int32), weights
+
+
+def model_mesh(devices=None) -> Mesh:
+    """A 1-D mesh over `devices` (default: all) whose axis carries the models.
+
+    Multi-host: call `jax.distributed.initialize()` first on every host; `jax.devices()`
+    then lists every host's devices and the same program shards over all of them.
+    """
+    devices = np.asarray(jax.devices() if devices is None else devices)
+    return Mesh(devices.reshape(-1), (MODEL_AXIS,))
+
+
+@dataclasses.dataclass(frozen=True)
+class ManyResult:
+    state: training.TrainState  # Every leaf has a leading [models] axis.
+    seconds: float
+
+
+def _init_many(model, tx, keys, image_shape):
+    return jax.vmap(lambda key: training.init_state(model, tx, key, image_shape))(keys)
+
+
+def train_many(
+    model: nn.Module,
+    defense: Defense,
+    config: ml_collections.ConfigDict,
+    images: np.ndarray,
+    labels: np.ndarray,
+    keep: np.ndarray,
+    num_classes: int,
+    keys: jax.Array,
+    chunk_size: int | None = None,
+    mesh: Mesh | None = None,
+    description: str = "shadows",
+) -> ManyResult:
+    """Trains model m on `images[keep[m]]` with key `keys[m]`, for every m.
+
+    images uint8 [N, H, W, C], labels [N], keep bool [M, N], keys [M] typed PRNG keys;
+    `config` is the run's `train` block. Model m's key is used exactly as
+    `training.train_one` uses its key, so a model whose IN count is the longest row of
+    `keep` ends bit-for-bit (up to float reassociation) where `train_one` on
+    `images[keep[m]]` would. Shorter rows are padded at weight 0 to that length.
+    `chunk_size` (default: all) must be a multiple of the mesh's device count.
+    """
+    num_models = keep.shape[0]
+    if keys.shape[0] != num_models:
+        raise ValueError(f"keys has {keys.shape[0]} entries for {num_models} models")
+    mesh = mesh or model_mesh()
+    chunk_size = chunk_size or num_models
+    if chunk_size % mesh.size:
+        raise ValueError(
+            f"shadows.chunk_size={chunk_size} must be a multiple of the {mesh.size} devices"
+        )
+    slots, slot_weights = member_slots(keep)
+    steps_per_epoch = -(-slots.shape[1] // config.batch_size)
+    tx = training.make_optimizer(config, steps_per_epoch)
+    train_step = training.make_train_step(model, tx, defense, num_classes)
+    epoch = training.make_epoch_fn(train_step, config.batch_size)
+    model_sharded = NamedSharding(mesh, PartitionSpec(MODEL_AXIS))
+    replicated = NamedSharding(mesh, PartitionSpec())
+    many_epoch = jax.jit(
+        jax.vmap(epoch, in_axes=(0, None, None, 0, 0, 0)), donate_argnums=0
+    )
+    init = jax.jit(lambda keys: _init_many(model, tx, keys, images.shape[1:]), out_shardings=model_sharded)
+    device_images = jax.device_put(jnp.asarray(images, jnp.uint8), replicated)
+    device_labels = jax.device_put(jnp.asarray(labels, jnp.int32), replicated)
+
+    start = time.perf_counter()
+    chunks = []
+    for first in range(0, num_models, chunk_size):
+        chunk = slice(first, min(first + chunk_size, num_models))
+        chunk_keys = keys[chunk]
+        pad = chunk_size - chunk_keys.shape[0]
+        # A short last chunk is padded with copies of its first model, then dropped,
+        # so every chunk has one shape and one compiled program.
+        take = np.r_[np.arange(chunk.start, chunk.stop), np.full(pad, chunk.start)]
+        init_keys, train_keys = jax.vmap(jax.random.split, out_axes=1)(keys[take])
+        state = init(init_keys)
+        chunk_slots = jax.device_put(slots[take], model_sharded)
+        chunk_weights = jax.device_put(slot_weights[take], model_sharded)
+        bar = tqdm.trange(
+            config.epochs,
+            desc=f"{description} {chunk.start}-{chunk.stop - 1}",
+            disable=not config.progress,
+        )
+        for epoch_index in bar:
+            epoch_keys = jax.vmap(jax.random.fold_in, in_axes=(0, None))(train_keys, epoch_index)
+            state, metrics = many_epoch(
+                state,
+                device_images,
+                device_labels,
+                chunk_slots,
+                chunk_weights,
+                jax.device_put(epoch_keys, model_sharded),
+            )
+            loss = float(jnp.mean(metrics["loss"]))
+            bar.set_postfix(loss=loss, refresh=False)
+        logging.info(
+            "%s models %d-%d: %d epochs, final mean loss %.4f",
+            description, chunk.start, chunk.stop - 1, config.epochs, loss,
+        )
+        chunks.append(jax.tree.map(lambda leaf: leaf[: chunk.stop - chunk.start], state))
+    state = jax.tree.map(lambda *leaves: jnp.concatenate(leaves), *chunks)
+    jax.block_until_ready(state)
+    return ManyResult(state=state, seconds=time.perf_counter() - start)
