@@ -96,12 +96,13 @@ def scores(
     shadow_keep = keep[shadows]
     fit = dict(fixed_variance=fixed_variance, num_shadows=num_shadows)
 
-    mean_out, std_out = _gaussians(shadow_phi, ~shadow_keep, side="OUT", **fit)
     if not online:
+        mean_out, std_out = _gaussians(shadow_phi, ~shadow_keep, side="OUT", **fit)
         per_query = scipy.special.log_ndtr((target_phi - mean_out) / std_out)
         return per_query.mean(axis=1)
 
     mean_in, std_in = _gaussians(shadow_phi, shadow_keep, side="IN", **fit)
+    mean_out, std_out = _gaussians(shadow_phi, ~shadow_keep, side="OUT", **fit)
     per_query = _log_density(target_phi, mean_in, std_in) - _log_density(
         target_phi, mean_out, std_out
     )

@@ -25,16 +25,6 @@ def _log_mean(log_values, weights):
     return scipy.special.logsumexp(log_values, axis=0, b=weights) - np.log(counts)
 
 
-def _check_gamma(gamma) -> float:
-    if (
-        not isinstance(gamma, (int, float, np.integer, np.floating))
-        or isinstance(gamma, bool)
-        or not 0.0 < gamma < np.inf
-    ):
-        raise ValueError(f"attack.gamma={gamma!r} must be a finite number > 0.")
-    return float(gamma)
-
-
 def _population(num_examples, num_population, seed) -> np.ndarray:
     """Indices of the population points z: a seeded sample of the pool without
     replacement, or the whole pool when num_population is None."""
@@ -86,6 +76,8 @@ def scores(
     population points z other than x itself with ratio_x / ratio_z > gamma; excluding x
     keeps the score from depending on whether x was drawn into the population.
     The population is drawn from the whole pool, members of the target included.
+    Limitation: with P population points the score takes at most P + 1 values, so a
+    small population ties many examples and coarsens the ROC at low FPR.
 
     Raises ValueError when num_references exceeds the models available, or, offline,
     leaves an example without an OUT reference.
@@ -97,7 +89,7 @@ def scores(
         len(logits), target, num_references, "attack.num_references"
     )
     a = shadow.check_probability("attack.a", a)
-    log_gamma = np.log(_check_gamma(gamma))
+    log_gamma = np.log(shadow.check_positive_number("attack.gamma", gamma))
     online = shadow.check_flag("attack.online", online)
     seed = shadow.check_seed("attack.population_rng_seed", population_rng_seed)
     num_examples = logits.shape[1]
@@ -105,9 +97,8 @@ def scores(
 
     # log p_y averaged over queries, [models, examples].
     log_true_probs = shadow.true_label_log_probs(logits, labels)
-    log_p = scipy.special.logsumexp(log_true_probs, axis=2) - np.log(
-        logits.shape[2]
-    )
+    num_queries = log_true_probs.shape[2]
+    log_p = scipy.special.logsumexp(log_true_probs, axis=2) - np.log(num_queries)
     log_p_refs = log_p[references]
     if online:
         log_pr = _log_mean(log_p_refs, np.ones_like(log_p_refs, dtype=bool))
@@ -162,7 +153,7 @@ def fit_a(
             f"ref_j={ref_j!r} must be a model index in [0, {len(logits)}) other than "
             f"ref_i={ref_i}."
         )
-    grid = [shadow.check_probability("attack.a grid value", value) for value in grid]
+    grid = [shadow.check_probability("grid entry", value) for value in grid]
     if not grid:
         raise ValueError("grid is empty; give at least one value of a in [0, 1].")
 
@@ -177,14 +168,11 @@ def fit_a(
             "needs both members and non-members there."
         )
 
-    aucs = [
-        metrics.membership_metrics(
-            scores(
-                pair_logits, pair_keep, labels[usable], 0,
-                num_references=1, a=a, gamma=gamma,
-            ),
-            is_member,
-        )["auc"]
-        for a in grid
-    ]
+    def auc_of(a: float) -> float:
+        member_scores = scores(
+            pair_logits, pair_keep, labels[usable], 0, a=a, gamma=gamma
+        )
+        return metrics.membership_metrics(member_scores, is_member)["auc"]
+
+    aucs = [auc_of(a) for a in grid]
     return grid[int(np.argmax(aucs))]

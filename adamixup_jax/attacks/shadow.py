@@ -114,6 +114,18 @@ def check_probability(option: str, value) -> float:
     return float(value)
 
 
+def check_positive_number(option: str, value) -> float:
+    """`value` as a float if it is a finite number > 0; ValueError naming `option`
+    otherwise."""
+    if (
+        not isinstance(value, (int, float, np.integer, np.floating))
+        or isinstance(value, bool)
+        or not 0.0 < value < np.inf
+    ):
+        raise ValueError(f"{option}={value!r} must be a finite number > 0.")
+    return float(value)
+
+
 def check_flag(option: str, value) -> bool:
     """`value` if it is a bool; ValueError naming `option` otherwise."""
     if not isinstance(value, (bool, np.bool_)):

@@ -38,7 +38,9 @@ def _member_logit(params: dict, features: jnp.ndarray) -> jnp.ndarray:
 
 
 @functools.partial(jax.jit, static_argnames=("hidden", "epochs", "learning_rate"))
-def _train_per_class(keys, features, is_member, weights, *, hidden, epochs, learning_rate):
+def _train_per_class(
+    keys, features, is_member, weights, *, hidden, epochs, learning_rate
+):
     """One MLP per class, trained full-batch with Adam; arrays are stacked over classes:
     keys [classes, 2], features [classes, rows, num_features], is_member and weights
     [classes, rows] (weight 0 marks a padding row)."""
@@ -66,16 +68,6 @@ def _train_per_class(keys, features, is_member, weights, *, hidden, epochs, lear
     return jax.vmap(train_one)(keys, features, is_member, weights)
 
 
-def _check_learning_rate(value) -> float:
-    if (
-        not isinstance(value, (int, float, np.integer, np.floating))
-        or isinstance(value, bool)
-        or not 0.0 < value < np.inf
-    ):
-        raise ValueError(f"attack.learning_rate={value!r} must be a finite number > 0.")
-    return float(value)
-
-
 def scores(
     logits,
     keep,
@@ -84,7 +76,7 @@ def scores(
     *,
     num_shadows=None,
     hidden=64,
-    epochs=300,
+    epochs=200,
     learning_rate=0.01,
     seed=0,
 ) -> np.ndarray:
@@ -112,7 +104,7 @@ def scores(
     )
     hidden = shadow.check_positive_int("attack.hidden", hidden)
     epochs = shadow.check_positive_int("attack.epochs", epochs)
-    learning_rate = _check_learning_rate(learning_rate)
+    learning_rate = shadow.check_positive_number("attack.learning_rate", learning_rate)
     seed = shadow.check_seed("attack.seed", seed)
     num_classes = logits.shape[-1]
 
