@@ -24,6 +24,22 @@ from adamixup_jax import training
 from adamixup_jax.defenses import Defense
 
 MODEL_AXIS = "models"
+BATCHINGS = ("auto", "vmap", "map")
+
+
+def resolve_batching(batching: str, mesh: Mesh) -> str:
+    """'auto' -> the formulation measured faster here (benchmarks/bench_shadows.py).
+
+    'vmap' batches the models into every op (wide matmuls: the win on accelerators,
+    and what shards the model axis over devices); 'map' runs the models one after
+    another inside the same compiled program (`lax.map`), which on a single CPU
+    device beat vmap, since one model already saturates the cores there.
+    """
+    if batching not in BATCHINGS:
+        raise ValueError(f"shadows.batching={batching!r} is not allowed; choose one of {BATCHINGS}")
+    if batching != "auto":
+        return batching
+    return "map" if jax.default_backend() == "cpu" and mesh.size == 1 else "vmap"
 
 
 def member_slots(keep: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -58,6 +74,39 @@ def _init_many(model, tx, keys, image_shape):
     return jax.vmap(lambda key: training.init_state(model, tx, key, image_shape))(keys)
 
 
+def build_program(
+    model: nn.Module,
+    defense: Defense,
+    config: ml_collections.ConfigDict,
+    num_classes: int,
+    image_shape: tuple[int, ...],
+    steps_per_epoch: int,
+    mesh: Mesh,
+    batching: str = "auto",
+):
+    """The two compiled pieces of `train_many`: `init(init_keys [M]) -> state` and
+    `epoch(state, images, labels, slots [M, L], slot_weights [M, L], keys [M]) ->
+    (state, metrics)`, the state donated, the model axis sharded over `mesh`."""
+    tx = training.make_optimizer(config, steps_per_epoch)
+    train_step = training.make_train_step(model, tx, defense, num_classes)
+    epoch = training.make_epoch_fn(train_step, config.batch_size)
+    if resolve_batching(batching, mesh) == "vmap":
+        many = jax.vmap(epoch, in_axes=(0, None, None, 0, 0, 0))
+    else:
+
+        def many(state, images, labels, slots, slot_weights, keys):
+            return jax.lax.map(
+                lambda xs: epoch(xs[0], images, labels, *xs[1:]),
+                (state, slots, slot_weights, keys),
+            )
+
+    model_sharded = NamedSharding(mesh, PartitionSpec(MODEL_AXIS))
+    init = jax.jit(
+        lambda keys: _init_many(model, tx, keys, image_shape), out_shardings=model_sharded
+    )
+    return init, jax.jit(many, donate_argnums=0)
+
+
 def train_many(
     model: nn.Module,
     defense: Defense,
@@ -69,6 +118,7 @@ def train_many(
     keys: jax.Array,
     chunk_size: int | None = None,
     mesh: Mesh | None = None,
+    batching: str = "auto",
     description: str = "shadows",
 ) -> ManyResult:
     """Trains model m on `images[keep[m]]` with key `keys[m]`, for every m.
@@ -78,7 +128,8 @@ def train_many(
     `training.train_one` uses its key, so a model whose IN count is the longest row of
     `keep` ends bit-for-bit (up to float reassociation) where `train_one` on
     `images[keep[m]]` would. Shorter rows are padded at weight 0 to that length.
-    `chunk_size` (default: all) must be a multiple of the mesh's device count.
+    `chunk_size` (default: all) must be a multiple of the mesh's device count;
+    `batching` is 'vmap', 'map' or 'auto' (see `resolve_batching`).
     """
     num_models = keep.shape[0]
     if keys.shape[0] != num_models:
@@ -91,15 +142,11 @@ def train_many(
         )
     slots, slot_weights = member_slots(keep)
     steps_per_epoch = -(-slots.shape[1] // config.batch_size)
-    tx = training.make_optimizer(config, steps_per_epoch)
-    train_step = training.make_train_step(model, tx, defense, num_classes)
-    epoch = training.make_epoch_fn(train_step, config.batch_size)
+    init, many_epoch = build_program(
+        model, defense, config, num_classes, images.shape[1:], steps_per_epoch, mesh, batching
+    )
     model_sharded = NamedSharding(mesh, PartitionSpec(MODEL_AXIS))
     replicated = NamedSharding(mesh, PartitionSpec())
-    many_epoch = jax.jit(
-        jax.vmap(epoch, in_axes=(0, None, None, 0, 0, 0)), donate_argnums=0
-    )
-    init = jax.jit(lambda keys: _init_many(model, tx, keys, images.shape[1:]), out_shardings=model_sharded)
     device_images = jax.device_put(jnp.asarray(images, jnp.uint8), replicated)
     device_labels = jax.device_put(jnp.asarray(labels, jnp.int32), replicated)
 

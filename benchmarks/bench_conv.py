@@ -11,7 +11,6 @@ matmul peak measured in the same run. If torch is installed, the same CNN in PyT
 is timed as a reference. `models.resolve_conv_impl('auto')` should name the winner.
 """
 
-import time
 
 import jax
 import jax.numpy as jnp
@@ -19,31 +18,13 @@ import numpy as np
 from absl import app, flags
 
 from adamixup_jax import models, training
+from common import best_of, matmul_peak_gflops
 from adamixup_jax.defenses import erm
 
 _STEPS = flags.DEFINE_integer("steps", 30, "Training steps per timing.")
 _BATCH = flags.DEFINE_integer("batch_size", 128, "Batch size.")
 _MODEL = flags.DEFINE_enum("model", "mnist_cnn", list(models.MODELS), "Model.")
 _REPEATS = flags.DEFINE_integer("repeats", 3, "Timings per case; the best is kept.")
-
-
-def _best_of(fn, repeats):
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
-
-
-def matmul_peak_gflops(repeats: int) -> float:
-    """float32 GFLOP/s of a large square matmul on the default device."""
-    n = 2048
-    a = jnp.ones((n, n), jnp.float32)
-    mm = jax.jit(lambda a: a @ a)
-    mm(a).block_until_ready()
-    seconds = _best_of(lambda: mm(a).block_until_ready(), repeats + 2)
-    return 2 * n**3 / seconds / 1e9
 
 
 def forward_flops(model, image_shape) -> float:
@@ -98,8 +79,8 @@ def time_formulation(impl: str, image_shape, num_classes: int):
     loop(), loop()
     scanned(), scanned()
     return (
-        _best_of(loop, _REPEATS.value) / _STEPS.value,
-        _best_of(scanned, _REPEATS.value) / _STEPS.value,
+        best_of(loop, _REPEATS.value) / _STEPS.value,
+        best_of(scanned, _REPEATS.value) / _STEPS.value,
         model,
     )
 
@@ -130,7 +111,7 @@ def torch_seconds_per_step(image_shape, num_classes):
             opt.step()
 
     run()
-    return _best_of(run, _REPEATS.value) / _STEPS.value
+    return best_of(run, _REPEATS.value) / _STEPS.value
 
 
 def main(argv):

@@ -6,13 +6,21 @@ from collections.abc import Callable
 
 import numpy as np
 
-from adamixup_jax.attacks import confidence, entropy, loss, modified_entropy
+from adamixup_jax.attacks import confidence, entropy, lira, loss, modified_entropy, rmia, shokri
 
 ATTACKS: dict[str, Callable[..., np.ndarray]] = {
     "loss": loss.scores,
     "confidence": confidence.scores,
     "entropy": entropy.scores,
     "modified_entropy": modified_entropy.scores,
+}
+
+# Attacks that need shadow/reference models: scores(logits [M, N, Q, C], keep [M, N],
+# labels [N], target, **options) -> [N], higher = member of model `target`.
+SHADOW_ATTACKS: dict[str, Callable[..., np.ndarray]] = {
+    "lira": lira.scores,
+    "rmia": rmia.scores,
+    "shokri": shokri.scores,
 }
 
 
