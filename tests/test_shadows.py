@@ -35,14 +35,17 @@ def _setup(num_models=4, num_examples=64, epochs=2):
     return images, labels, keep, config, keys
 
 
+@pytest.mark.parametrize("batching", ["vmap", "map"])
 @pytest.mark.parametrize("defense_name", ["erm", "adamixup"])
-def test_model_in_a_batch_equals_model_trained_alone(defense_name):
+def test_model_in_a_batch_equals_model_trained_alone(defense_name, batching):
     images, labels, keep, config, keys = _setup()
     model = _tiny_model()
     steps = -(-int(keep.sum(1).max()) // config.batch_size)
     length = TrainingLength(config.epochs, steps)
     defense = erm.Erm() if defense_name == "erm" else adamixup.make(adamixup.default_config(), length)
-    many = shadows.train_many(model, defense, config, images, labels, keep, 10, keys)
+    many = shadows.train_many(
+        model, defense, config, images, labels, keep, 10, keys, batching=batching
+    )
     for k in (0, 3):
         alone = training.train_one(
             model, defense, config, images[keep[k]], labels[keep[k]], 10, keys[k]
