@@ -4,7 +4,7 @@ the bad value and what is allowed."""
 
 import ml_collections
 
-from adamixup_jax import attacks, data, defenses, mixing, models, training
+from adamixup_jax import attacks, data, defenses, mixing, models, scoring, shadows, training
 
 
 class ConfigError(ValueError):
@@ -93,6 +93,44 @@ def validate(config: ml_collections.ConfigDict) -> None:
             config.attack.reference_defense in config,
             f"attack.reference_defense={config.attack.reference_defense!r} has no config block",
         )
+    shadow = config.shadows
+    _require(
+        _is_int(shadow.num_models) and shadow.num_models >= 0 and shadow.num_models % 2 == 0,
+        f"shadows.num_models={shadow.num_models!r} must be 0 (no shadow attacks) or an "
+        "even integer, so every pool example is IN for exactly half of the models",
+    )
+    if shadow.num_models:
+        _require(
+            shadow.num_models >= 4,
+            f"shadows.num_models={shadow.num_models} is too few: leave-one-out attacks need "
+            "IN and OUT shadows for every example; use at least 4 (16 or more is typical)",
+        )
+        _check_name_list("shadow_attacks", config.shadow_attacks, attacks.SHADOW_ATTACKS)
+        _require(
+            _is_int(shadow.num_targets) and 1 <= shadow.num_targets <= shadow.num_models,
+            f"shadows.num_targets={shadow.num_targets!r} must be in [1, shadows.num_models="
+            f"{shadow.num_models}]",
+        )
+        _positive_int("shadows.pool_size", shadow.pool_size, minimum=2)
+        _require(
+            _is_int(shadow.chunk_size) and shadow.chunk_size >= 0,
+            f"shadows.chunk_size={shadow.chunk_size!r} must be 0 (all at once) or positive",
+        )
+        _one_of("shadows.batching", shadow.batching, shadows.BATCHINGS)
+        try:
+            scoring.query_transforms(
+                config.scoring.num_queries, config.scoring.flip, config.scoring.shift
+            )
+        except ValueError as error:
+            raise ConfigError(str(error)) from error
+        _require(
+            0.0 <= config.attack.rmia.a <= 1.0,
+            f"attack.rmia.a={config.attack.rmia.a!r} must be in [0, 1]",
+        )
+        _require(
+            config.attack.rmia.gamma > 0,
+            f"attack.rmia.gamma={config.attack.rmia.gamma!r} must be > 0",
+        )
     for fpr in config.report.fprs:
         _require(0.0 < fpr < 1.0, f"report.fprs contains {fpr!r}; each must be in (0, 1)")
 
@@ -123,6 +161,12 @@ def validate(config: ml_collections.ConfigDict) -> None:
 
 def validate_against_data(config: ml_collections.ConfigDict, num_examples: int) -> None:
     """Checks that the split sizes fit a dataset of `num_examples` examples."""
+    if config.shadows.num_models:
+        _require(
+            config.shadows.pool_size <= num_examples,
+            f"shadows.pool_size={config.shadows.pool_size} is more than the {num_examples} "
+            f"examples that data.name={config.data.name!r} has",
+        )
     sizes = {key: config.split[key] for key in ("num_target_members", "num_target_nonmembers", "num_population")}
     total = sum(sizes.values())
     _require(

@@ -26,13 +26,16 @@ from adamixup_jax import (
     metrics,
     models,
     report,
+    scoring,
+    shadows,
     training,
 )
+from adamixup_jax.attacks import shadow as attack_shadow
 from adamixup_jax.config_checks import ConfigError
 
 # Keys that change how a run looks, never what it computes.
 _COSMETIC_KEYS = ("overwrite", "train.progress")
-_RUN_FILES = ("config.json", "split.npz", "results.json", "results.md", "roc.png")
+_RUN_FILES = ("config.json", "split.npz", "shadows.npz", "results.json", "results.md", "roc.png")
 
 
 def default_config() -> ml_collections.ConfigDict:
@@ -53,6 +56,21 @@ def default_config() -> ml_collections.ConfigDict:
     # Defense of the attacker's reference model: 'same' as the target (adaptive
     # attacker, the default) or a defense name such as 'erm'.
     config.attack.reference_defense = "same"
+    # Comma-separated shadow-model attacks (need shadows.num_models > 0).
+    config.shadow_attacks = ",".join(attacks.SHADOW_ATTACKS)
+    config.attack.lira = ml_collections.ConfigDict()
+    config.attack.lira.fixed_variance = False  # One global variance instead of per example.
+    config.attack.rmia = ml_collections.ConfigDict()
+    config.attack.rmia.a = 0.3  # Offline approximation of Pr(x) from OUT models.
+    config.attack.rmia.gamma = 1.0  # Likelihood-ratio threshold against population z.
+    config.attack.shokri = ml_collections.ConfigDict()
+    config.attack.shokri.hidden = 64  # Hidden units of the per-class attack MLP.
+    config.attack.shokri.epochs = 200  # Full-batch training steps of that MLP.
+    config.shadows = shadows.default_config()
+    config.scoring = ml_collections.ConfigDict()
+    config.scoring.num_queries = 1  # Identity, then flip (if allowed), then shifts.
+    config.scoring.flip = False  # Horizontal flips as queries (not for digits).
+    config.scoring.shift = 2  # Pixels of the shifted queries.
     config.report = ml_collections.ConfigDict()
     config.report.fprs = (0.001, 0.01)  # FPRs at which TPR is reported.
     config.overwrite = False  # Allow replacing a finished run in --workdir.
@@ -219,6 +237,53 @@ def _run_defense(config, model, dataset, split, defense_name) -> dict:
     }
 
 
+def _run_shadow_attacks(config, model, dataset, defense_name, pool, keep, workdir) -> dict:
+    """Trains the defense's batch of models on the pool, scores every model on every
+    pool example and query, and evaluates each shadow attack leave-one-out."""
+    steps_per_epoch = -(-int(keep.sum(axis=1).max()) // config.train.batch_size)
+    defense = defenses.make(
+        defense_name, config, defenses.TrainingLength(config.train.epochs, steps_per_epoch)
+    )
+    keys = jax.random.split(jax.random.fold_in(jax.random.key(config.seed), 3), keep.shape[0])
+    images, labels = dataset.images[pool], dataset.labels[pool]
+    many = shadows.train_many(
+        model,
+        defense,
+        config.train,
+        images,
+        labels,
+        keep,
+        dataset.num_classes,
+        keys,
+        chunk_size=config.shadows.chunk_size or None,
+        batching=config.shadows.batching,
+        description=f"shadows/{defense_name}",
+    )
+    queries = scoring.query_transforms(
+        config.scoring.num_queries, config.scoring.flip, config.scoring.shift
+    )
+    logits = scoring.logits_many(model, many.state, images, queries, config.train.eval_batch_size)
+    files.write_npz(
+        os.path.join(workdir, "partial", f"{defense_name}_shadow_logits.npz"),
+        logits=logits, keep=keep, labels=labels, pool=pool,
+    )
+    results = {}
+    for name in config_checks.names(config.shadow_attacks):
+        score, fixed, block = attacks.SHADOW_ATTACKS[name]
+        options = dict(fixed, **(config.attack[block].to_dict() if block else {}))
+        if name == "shokri":
+            options["seed"] = config.seed
+        results[name] = attack_shadow.evaluate(
+            score, logits, keep, labels, range(config.shadows.num_targets),
+            fprs=tuple(config.report.fprs), **options,
+        )
+        logging.info(
+            "Defense %s, %s: AUC %.3f ± %.3f over %d targets", defense_name, name,
+            results[name]["auc"]["mean"], results[name]["auc"]["std"], config.shadows.num_targets,
+        )
+    return {"seconds": many.seconds, "attacks": results}
+
+
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     """Runs every defense and attack of `config`, writes the report into `workdir`
     and returns the results dict (the content of results.json)."""
@@ -247,6 +312,11 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     )
     split.save(os.path.join(workdir, "split.npz"))
     model = models.create(config.model, dataset.num_classes)
+    if config.shadows.num_models:
+        order = np.random.default_rng(config.shadows.seed).permutation(len(dataset.labels))
+        pool = order[: config.shadows.pool_size]
+        keep = membership.keep_masks(config.shadows.num_models, len(pool), config.shadows.seed)
+        files.write_npz(os.path.join(workdir, "shadows.npz"), pool=pool, keep=keep)
 
     per_defense = {}
     for defense_name in config_checks.names(config.defenses):
@@ -257,6 +327,12 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
             logging.info("Defense %s: reusing finished results from %s", defense_name, partial_path)
             continue
         per_defense[defense_name] = _run_defense(config, model, dataset, split, defense_name)
+        if config.shadows.num_models:
+            shadow_results = _run_shadow_attacks(
+                config, model, dataset, defense_name, pool, keep, workdir
+            )
+            per_defense[defense_name]["shadow_attacks"] = shadow_results["attacks"]
+            per_defense[defense_name]["shadow_train_seconds"] = shadow_results["seconds"]
         files.write_json(partial_path, per_defense[defense_name])
         logging.info("Defense %s: results written to %s", defense_name, partial_path)
 

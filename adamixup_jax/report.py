@@ -42,14 +42,6 @@ def _fpr_keys(results: dict) -> list[str]:
     return sorted(keys, key=float)
 
 
-def _attack_names(results: dict) -> list[str]:
-    """Every attack of some defense, in order of first appearance."""
-    names = {}
-    for defense in results["defenses"].values():
-        names.update(dict.fromkeys(defense["attacks"]))
-    return list(names)
-
-
 def markdown_table(results: dict) -> str:
     """An explanatory paragraph and one table row per (defense, attack)."""
     fpr_keys = _fpr_keys(results)
@@ -100,6 +92,42 @@ def markdown_table(results: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def shadow_table(results: dict) -> str:
+    """Table of the shadow-model attacks (mean ± std over target models), or ''."""
+    rows = [
+        (defense_name, attack_name, summary)
+        for defense_name, defense in results["defenses"].items()
+        for attack_name, summary in defense.get("shadow_attacks", {}).items()
+    ]
+    if not rows:
+        return ""
+    fpr_keys = sorted({key for *_, summary in rows for key in summary["tpr_at_fpr"]}, key=float)
+    header = ["defense", "attack", "targets", "AUC"] + [
+        f"TPR@{100.0 * float(key):g}%FPR" for key in fpr_keys
+    ]
+    lines = [
+        "Shadow-model attacks: each of the first target models of a batch is attacked "
+        "with the others as shadow/reference models (leave-one-out); mean ± std over "
+        "targets, threshold-free.",
+        "",
+        "| " + " | ".join(header) + " |",
+        "|---|---|---:|" + "---:|" * (len(header) - 3),
+    ]
+    for defense_name, attack_name, summary in rows:
+        cells = [
+            defense_name,
+            attack_name,
+            str(len(summary["targets"])),
+            f"{summary['auc']['mean']:.3f} ± {summary['auc']['std']:.3f}",
+        ] + [
+            f"{_percent(summary['tpr_at_fpr'][key]['mean'], 2)} ± "
+            f"{_percent(summary['tpr_at_fpr'][key]['std'], 2)}"
+            for key in fpr_keys
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def markdown(results: dict) -> str:
     """The whole results.md: title, what was run, the table."""
     lines = [
@@ -111,7 +139,9 @@ def markdown(results: dict) -> str:
     ]
     for key, value in results.get("split", {}).items():
         lines.append(f"- {key}: {value}")
-    return "\n".join(lines) + "\n\n" + markdown_table(results)
+    text = "\n".join(lines) + "\n\n" + markdown_table(results)
+    shadows = shadow_table(results)
+    return text + ("\n" + shadows if shadows else "")
 
 
 def write_markdown(path: str, results: dict) -> None:
@@ -122,9 +152,25 @@ def write_json(path: str, results: dict) -> None:
     files.write_json(path, results)
 
 
+def _curves(results: dict) -> dict[str, list[tuple[str, dict, float]]]:
+    """Per attack panel: (defense, roc, auc) for every defense that ran it. Shadow
+    attacks show their first target's ROC and the mean AUC over targets."""
+    panels: dict[str, list] = {}
+    for defense_name, defense in results["defenses"].items():
+        for attack_name, attack in defense["attacks"].items():
+            free = attack["threshold_free"]
+            panels.setdefault(attack_name, []).append((defense_name, free["roc"], free["auc"]))
+        for attack_name, summary in defense.get("shadow_attacks", {}).items():
+            panels.setdefault(attack_name, []).append(
+                (defense_name, summary["roc"], summary["auc"]["mean"])
+            )
+    return panels
+
+
 def roc_png(results: dict) -> bytes:
     """Log-log ROC curves as PNG bytes: one panel per attack, one curve per defense."""
-    attack_names = _attack_names(results)
+    panels = _curves(results)
+    attack_names = list(panels)
     if not attack_names:
         raise ValueError("results has no attack results under any defense to plot.")
     most_nonmembers = max(
@@ -136,25 +182,26 @@ def roc_png(results: dict) -> bytes:
     lowest_rate = min(1e-3, 1.0 / most_nonmembers)
 
     # A bare Figure renders with Agg and leaves pyplot's global state alone.
-    figure = Figure(figsize=(4.0 * len(attack_names), 4.0), layout="constrained")
-    axes = figure.subplots(1, len(attack_names), squeeze=False)[0]
+    columns = min(4, len(attack_names))
+    rows = -(-len(attack_names) // columns)
+    figure = Figure(figsize=(4.0 * columns, 4.0 * rows), layout="constrained")
+    axes = figure.subplots(rows, columns, squeeze=False).ravel()
+    for ax in axes[len(attack_names) :]:
+        ax.set_visible(False)
     for ax, attack_name in zip(axes, attack_names):
         ax.plot(
             [lowest_rate, 1.0], [lowest_rate, 1.0], "k--", linewidth=0.8, label="chance"
         )
-        for defense_name, defense in results["defenses"].items():
-            if attack_name not in defense["attacks"]:
-                continue
-            threshold_free = defense["attacks"][attack_name]["threshold_free"]
-            fpr = np.asarray(threshold_free["roc"]["fpr"])
-            tpr = np.asarray(threshold_free["roc"]["tpr"])
+        for defense_name, roc, auc in panels[attack_name]:
+            fpr = np.asarray(roc["fpr"])
+            tpr = np.asarray(roc["tpr"])
             # A zero rate has no place on a log axis.
             visible = (fpr > 0.0) & (tpr > 0.0)
             ax.plot(
                 fpr[visible],
                 tpr[visible],
                 linewidth=1.2,
-                label=f"{defense_name} (AUC {threshold_free['auc']:.3f})",
+                label=f"{defense_name} (AUC {auc:.3f})",
             )
         ax.set_xscale("log")
         ax.set_yscale("log")

@@ -27,6 +27,20 @@ MODEL_AXIS = "models"
 BATCHINGS = ("auto", "vmap", "map")
 
 
+def default_config() -> ml_collections.ConfigDict:
+    """The run's `shadows` block: the batch of models the shadow attacks use."""
+    config = ml_collections.ConfigDict()
+    # Models per defense, trained as one program; 0 skips the shadow-model attacks.
+    # Even, so every pool example is IN for exactly half of them.
+    config.num_models = 0
+    config.pool_size = 1000  # Examples in the pool; each model trains on about half.
+    config.num_targets = 4  # The first models, each attacked with the others as shadows.
+    config.seed = 0  # Seeds the pool and the keep masks.
+    config.chunk_size = 0  # Models trained at once (0 = all); a multiple of the devices.
+    config.batching = "auto"  # 'vmap', 'map' or 'auto' (the measured winner here).
+    return config
+
+
 def resolve_batching(batching: str, mesh: Mesh) -> str:
     """'auto' -> the formulation measured faster here (benchmarks/bench_shadows.py).
 

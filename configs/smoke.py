@@ -21,4 +21,10 @@ def get_config():
     config.train.eval_batch_size = 64
     config.train.progress = False
     config.defenses = "erm,adamixup"
+    config.shadows.num_models = 4
+    config.shadows.pool_size = 64
+    config.shadows.num_targets = 2
+    config.scoring.num_queries = 2
+    config.attack.shokri.epochs = 20
+    config.attack.lira.fixed_variance = True  # Two IN shadows per example are too few otherwise.
     return config

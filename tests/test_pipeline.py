@@ -57,7 +57,15 @@ def test_main_job_writes_every_file_with_its_keys(smoke_run):
         assert json.load(f)["config"]["split"]["num_target_members"] == 64
     with open(os.path.join(workdir, "results.md")) as f:
         table = f.read()
-    assert table.count("| erm |") == 4 and table.count("| adamixup |") == 4
+    assert table.count("| erm |") == 4 + 4 and table.count("| adamixup |") == 4 + 4
+    for defense in saved["defenses"].values():
+        assert set(defense["shadow_attacks"]) == {"lira_online", "lira_offline", "rmia", "shokri"}
+        for summary in defense["shadow_attacks"].values():
+            assert summary["targets"] == [0, 1]
+            assert 0.0 <= summary["auc"]["mean"] <= 1.0
+    with np.load(os.path.join(workdir, "partial", "erm_shadow_logits.npz")) as saved_logits:
+        assert saved_logits["logits"].shape == (4, 64, 2, 10)
+        assert np.all(saved_logits["keep"].sum(axis=0) == 2)
     with open(os.path.join(workdir, "roc.png"), "rb") as f:
         assert f.read(8) == b"\x89PNG\r\n\x1a\n"
 

@@ -16,11 +16,14 @@ ATTACKS: dict[str, Callable[..., np.ndarray]] = {
 }
 
 # Attacks that need shadow/reference models: scores(logits [M, N, Q, C], keep [M, N],
-# labels [N], target, **options) -> [N], higher = member of model `target`.
-SHADOW_ATTACKS: dict[str, Callable[..., np.ndarray]] = {
-    "lira": lira.scores,
-    "rmia": rmia.scores,
-    "shokri": shokri.scores,
+# labels [N], target, **options) -> [N], higher = member of model `target`. Each
+# entry is (scores function, fixed options, name of its options block in
+# config.attack, or None).
+SHADOW_ATTACKS: dict[str, tuple[Callable[..., np.ndarray], dict, str | None]] = {
+    "lira_online": (lira.scores, {"online": True}, "lira"),
+    "lira_offline": (lira.scores, {"online": False}, "lira"),
+    "rmia": (rmia.scores, {}, "rmia"),
+    "shokri": (shokri.scores, {}, "shokri"),
 }
 
 

@@ -191,6 +191,7 @@ def evaluate(
     | tpr_at_fpr         | {metrics.fpr_key(f): {"mean", "std"}}                     |
     | targets            | the target indices, in the order given                    |
     | per_target         | each target's metrics without the ROC curve               |
+    | roc                | the first target's ROC curve {"fpr", "tpr"}               |
 
     std is the population standard deviation (ddof=0): 0 for a single target.
     `opts` are passed to `attack_fn` as keyword arguments.
@@ -207,7 +208,8 @@ def evaluate(
     for target in targets:
         member_scores = attack_fn(logits, keep, labels, target, **opts)
         result = metrics.membership_metrics(member_scores, keep[target], fprs=fprs)
-        result.pop("roc")
+        roc = result.pop("roc")
+        first_roc = first_roc if per_target else roc
         per_target.append(result)
 
     summary = {
@@ -220,4 +222,5 @@ def evaluate(
     }
     summary["targets"] = [int(target) for target in targets]
     summary["per_target"] = per_target
+    summary["roc"] = first_roc
     return summary
