@@ -2,6 +2,8 @@
 any model trained. Every error is a `ConfigError` whose message names the config key,
 the bad value and what is allowed."""
 
+import math
+
 import ml_collections
 
 from adamixup_jax import attacks, data, defenses, mixing, models, scoring, shadows, training
@@ -55,8 +57,14 @@ def validate(config: ml_collections.ConfigDict) -> None:
     _require(_is_int(config.seed), f"seed={config.seed!r} must be an integer")
     _one_of("data.name", config.data.name, data.LOADERS)
     _require(
-        _is_int(config.data.image_size) and config.data.image_size >= 0,
-        f"data.image_size={config.data.image_size!r} must be 0 (native size) or a positive integer",
+        _is_int(config.data.image_size)
+        and (config.data.image_size == 0 or config.data.image_size >= 8),
+        f"data.image_size={config.data.image_size!r} must be 0 (native size) or at least 8 "
+        "(the models pool the image three times)",
+    )
+    _require(
+        _is_int(config.split.seed) and config.split.seed >= 0,
+        f"split.seed={config.split.seed!r} must be a non-negative integer",
     )
 
     _one_of("model.name", config.model.name, models.MODELS)
@@ -79,7 +87,10 @@ def validate(config: ml_collections.ConfigDict) -> None:
     )
     _one_of("adamixup.label_allocation", ada.label_allocation, mixing.ALLOCATIONS)
     _one_of("adamixup.pairing", ada.pairing, mixing.PAIRINGS)
-    _require(config.mixup.alpha > 0, f"mixup.alpha={config.mixup.alpha!r} must be > 0")
+    _require(
+        math.isfinite(config.mixup.alpha) and config.mixup.alpha > 0,
+        f"mixup.alpha={config.mixup.alpha!r} must be a finite number > 0",
+    )
     _one_of("mixup.pairing", config.mixup.pairing, mixing.PAIRINGS)
 
     _check_name_list("attacks", config.attacks, attacks.ATTACKS)
@@ -149,7 +160,10 @@ def validate(config: ml_collections.ConfigDict) -> None:
     _positive_int("train.batch_size", train.batch_size)
     _positive_int("train.eval_batch_size", train.eval_batch_size)
     _positive_int("train.log_eval_examples", train.log_eval_examples)
-    _require(train.learning_rate > 0, f"train.learning_rate={train.learning_rate!r} must be > 0")
+    _require(
+        math.isfinite(train.learning_rate) and train.learning_rate > 0,
+        f"train.learning_rate={train.learning_rate!r} must be a finite number > 0",
+    )
     _require(0 <= train.momentum < 1, f"train.momentum={train.momentum!r} must be in [0, 1)")
     _require(train.weight_decay >= 0, f"train.weight_decay={train.weight_decay!r} must be >= 0")
     _one_of("train.lr_schedule", train.lr_schedule, training.LR_SCHEDULES)
@@ -159,8 +173,15 @@ def validate(config: ml_collections.ConfigDict) -> None:
     )
 
 
-def validate_against_data(config: ml_collections.ConfigDict, num_examples: int) -> None:
+def validate_against_data(
+    config: ml_collections.ConfigDict, num_examples: int, num_classes: int
+) -> None:
     """Checks that the split sizes fit a dataset of `num_examples` examples."""
+    _require(
+        num_classes >= 2,
+        f"data.name={config.data.name!r} gave {num_classes} class; membership inference "
+        "on a classifier needs at least 2",
+    )
     if config.shadows.num_models:
         _require(
             config.shadows.pool_size <= num_examples,

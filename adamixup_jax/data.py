@@ -304,6 +304,7 @@ def _read_cache(path: str, key: str, name: str) -> Dataset | None:
         EOFError,
         zipfile.BadZipFile,
         pickle.UnpicklingError,
+        NotImplementedError,  # zipfile: an unknown compression method or version
     ) as error:
         logging.warning("Cache file %s is unusable (%s); rebuilding it.", path, error)
         return None

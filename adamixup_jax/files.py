@@ -20,6 +20,10 @@ def _atomic_path(path: str, suffix: str = "") -> Iterator[str]:
         dir=folder, prefix="." + os.path.basename(path) + ".", suffix=".tmp" + suffix
     )
     os.close(fd)
+    # mkstemp creates the file 0600; give it the permissions a plain open() would.
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp_path, 0o666 & ~umask)
     try:
         yield tmp_path
         os.replace(tmp_path, path)

@@ -6,6 +6,7 @@ chooses how the same 3x3 convolution is computed; the fastest formulation differ
 backend (see `benchmarks/bench_conv.py`), so `impl='auto'` picks per backend.
 """
 
+import math
 from collections.abc import Callable
 
 import flax.linen as nn
@@ -94,7 +95,8 @@ def _norm(kind: str, train: bool) -> Callable[[jax.Array], jax.Array]:
     if kind == "batch":
         return nn.BatchNorm(use_running_average=not train, momentum=0.9)
     if kind == "group":
-        return nn.GroupNorm(num_groups=8)
+        # Up to 8 groups; as many as divide the channel count evenly.
+        return lambda x: nn.GroupNorm(num_groups=math.gcd(8, x.shape[-1]))(x)
     raise ValueError(f"model.norm={kind!r} is not allowed; choose one of {NORMS}")
 
 

@@ -88,9 +88,23 @@ def _comparable(config: ml_collections.ConfigDict) -> dict:
     return resolved
 
 
+def _changed_keys(old: dict, new: dict, prefix: str = "") -> list[str]:
+    """Dotted keys whose values differ between two nested config dicts."""
+    changed = []
+    for key in sorted(set(old) | set(new)):
+        a, b = old.get(key), new.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            changed += _changed_keys(a, b, f"{prefix}{key}.")
+        elif a != b:
+            changed.append(prefix + key)
+    return changed
+
+
 def prepare_workdir(config: ml_collections.ConfigDict, workdir: str) -> None:
     """Refuses a workdir that holds a finished run or a different unfinished one,
     unless `overwrite`; with `overwrite`, clears this project's files from it."""
+    if os.path.exists(workdir) and not os.path.isdir(workdir):
+        raise ConfigError(f"--workdir={workdir!r} exists and is not a folder")
     config_path = os.path.join(workdir, "config.json")
     finished = os.path.exists(os.path.join(workdir, "results.json"))
     if config.overwrite:
@@ -109,10 +123,14 @@ def prepare_workdir(config: ml_collections.ConfigDict, workdir: str) -> None:
                 previous = json.load(f)
             except json.JSONDecodeError:
                 previous = None
-        if previous is None or previous.get("config") != _comparable(config):
+        previous_config = (previous or {}).get("config")
+        current = _comparable(config)
+        if previous_config != current:
+            changed = sorted(_changed_keys(previous_config or {}, current))
             raise ConfigError(
-                f"--workdir={workdir!r} holds an unfinished run with a different config; "
-                "rerun with the same config to resume, or pass --config.overwrite=True"
+                f"--workdir={workdir!r} holds an unfinished run with a different config "
+                f"(changed: {', '.join(changed[:8]) or 'unreadable config.json'}); rerun "
+                "with the same config to resume, or pass --config.overwrite=True"
             )
         logging.info("Resuming the unfinished run in %s", workdir)
     os.makedirs(os.path.join(workdir, "partial"), exist_ok=True)
@@ -183,6 +201,12 @@ def _train_and_score(
         )
         for part, idx in (("members", member_idx), ("nonmembers", nonmember_idx))
     }
+    if not all(np.isfinite(part).all() for part in logits.values()):
+        raise FloatingPointError(
+            f"{description}: training diverged (non-finite logits after "
+            f"{config.train.epochs} epochs); lower train.learning_rate="
+            f"{config.train.learning_rate}"
+        )
     return result, logits, {"members": labels[member_idx], "nonmembers": labels[nonmember_idx]}
 
 
@@ -288,13 +312,14 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     """Runs every defense and attack of `config`, writes the report into `workdir`
     and returns the results dict (the content of results.json)."""
     start = time.perf_counter()
+    # Everything that can refuse the run does so before the workdir is touched.
     config_checks.validate(config)
-    prepare_workdir(config, workdir)
     try:
         dataset = data.load(config.data)
     except ValueError as error:
         raise ConfigError(str(error)) from error
-    config_checks.validate_against_data(config, len(dataset.labels))
+    config_checks.validate_against_data(config, len(dataset.labels), dataset.num_classes)
+    prepare_workdir(config, workdir)
     logging.info(
         "Run: data=%s (%d examples, %d classes), model=%s, defenses=%s, attacks=%s",
         dataset.name,

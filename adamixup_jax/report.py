@@ -224,8 +224,9 @@ def plot_roc(path: str, results: dict) -> None:
 def write_all(workdir: str, results: dict) -> str:
     """Writes results.json, results.md and roc.png into `workdir`; returns the text."""
     text = markdown(results)
-    write_json(os.path.join(workdir, "results.json"), results)
     files.write_text(os.path.join(workdir, "results.md"), text)
     plot_roc(os.path.join(workdir, "roc.png"), results)
+    # Last: its presence marks the run as finished.
+    write_json(os.path.join(workdir, "results.json"), results)
     logging.info("Wrote results.json, results.md and roc.png to %s", workdir)
     return text

@@ -164,7 +164,7 @@ def epoch_batches(key: jax.Array, num_examples: int, batch_size: int):
     """
     steps = -(-num_examples // batch_size)
     order = jax.random.permutation(key, num_examples)
-    padded = jnp.concatenate([order, order[: steps * batch_size - num_examples]])
+    padded = jnp.resize(order, steps * batch_size)  # repeats the order cyclically
     weights = (jnp.arange(steps * batch_size) < num_examples).astype(jnp.float32)
     return padded.reshape(steps, batch_size), weights.reshape(steps, batch_size)
 

@@ -142,8 +142,12 @@ def main(argv):
         )
     if torch_s:
         print(f"| torch (CPU) | {torch_s:.4f} | - | {_BATCH.value / torch_s:,.0f} | {best / torch_s:.2f} | - | 1.00x |")
-    winner = min(rows, key=lambda r: min(r[1], r[2]))[0]
-    print(f"fastest: {winner}; models.resolve_conv_impl('auto') = {models.resolve_conv_impl('auto')}")
+    # Training runs the scan, so the scan time decides.
+    winner = min(rows, key=lambda r: r[2])[0]
+    print(
+        f"fastest inside scan: {winner}; "
+        f"models.resolve_conv_impl('auto') = {models.resolve_conv_impl('auto')}"
+    )
 
 
 if __name__ == "__main__":

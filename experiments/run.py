@@ -7,7 +7,7 @@
 
 import sys
 
-from absl import app, flags, logging
+from absl import app, flags
 from ml_collections import config_flags
 
 from adamixup_jax import pipeline
@@ -22,9 +22,11 @@ def main(argv):
     try:
         pipeline.run(_CONFIG.value, _WORKDIR.value)
     except ConfigError as error:
-        logging.error("Bad config: %s", error)
         print(f"error: {error}", file=sys.stderr)
         sys.exit(2)
+    except FloatingPointError as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(1)
     with open(f"{_WORKDIR.value}/results.md", encoding="utf-8") as f:
         print(f.read())
 

@@ -84,6 +84,27 @@ def test_finished_workdir_is_refused_unless_overwrite(smoke_run, tmp_path):
         pipeline.run(_config(), workdir)
 
 
+def test_overwrite_with_a_bad_config_deletes_nothing(smoke_run, tmp_path):
+    workdir, _ = smoke_run
+    config = _config()
+    config.overwrite = True
+    config.split.num_population = 5000  # only caught once the data is loaded
+    with pytest.raises(ConfigError, match="split.num_population=5000"):
+        pipeline.run(config, workdir)
+    assert os.path.exists(os.path.join(workdir, "results.json"))
+
+
+def test_a_batch_larger_than_the_training_set_works(tmp_path):
+    config = _config()
+    config.defenses = "erm"
+    config.attacks = "loss"
+    config.shadows.num_models = 0
+    config.train.epochs = 1
+    config.train.batch_size = 200  # more than the 64 members
+    results = pipeline.run(config, str(tmp_path))
+    assert 0.0 <= results["defenses"]["erm"]["train_accuracy"] <= 1.0
+
+
 def test_interrupted_run_resumes_from_finished_defenses(tmp_path):
     config = _config()
     config.defenses = "erm"
@@ -94,7 +115,7 @@ def test_interrupted_run_resumes_from_finished_defenses(tmp_path):
 
     os.remove(tmp_path / "results.json")
     config.train.epochs = 3
-    with pytest.raises(ConfigError, match="different config"):
+    with pytest.raises(ConfigError, match="different config.*changed: train.epochs"):
         pipeline.run(config, str(tmp_path))
     config.overwrite = True
     rerun = pipeline.run(config, str(tmp_path))

@@ -7,7 +7,15 @@ from adamixup_jax.attacks.base import checked_inputs
 
 
 def scores(logits, labels) -> np.ndarray:
-    """Minus the cross-entropy of the true label, [examples] float64."""
+    """Minus the cross-entropy of the true label, [examples] float64.
+
+    Computed as -log(1 + exp(-phi)) with phi = z_y - logsumexp(z_c, c != y), so very
+    confident rows keep distinct scores (about -exp(-phi)) instead of all rounding to
+    0, as log_softmax does once the true logit leads by more than about 37.
+    """
     logits, labels = checked_inputs(logits, labels)
-    log_probs = scipy.special.log_softmax(logits, axis=1)
-    return log_probs[np.arange(len(labels)), labels]
+    rows = np.arange(len(labels))
+    others = logits.copy()
+    others[rows, labels] = -np.inf
+    phi = logits[rows, labels] - scipy.special.logsumexp(others, axis=1)
+    return -np.logaddexp(0.0, -phi)
