@@ -128,6 +128,11 @@ def validate(config: ml_collections.ConfigDict) -> None:
             f"shadows.chunk_size={shadow.chunk_size!r} must be 0 (all at once) or positive",
         )
         _one_of("shadows.batching", shadow.batching, shadows.BATCHINGS)
+        _require(
+            _is_int(shadow.checkpoint_every_epochs) and shadow.checkpoint_every_epochs >= 0,
+            f"shadows.checkpoint_every_epochs={shadow.checkpoint_every_epochs!r} must be a "
+            "non-negative integer",
+        )
         try:
             scoring.query_transforms(
                 config.scoring.num_queries, config.scoring.flip, config.scoring.shift

@@ -40,18 +40,7 @@ def _checked_is_member(is_member, num_scores: int) -> np.ndarray:
             f"scores has {num_scores} entries but is_member has {len(is_member)}; "
             "they must match."
         )
-    if is_member.dtype.kind in "iu":
-        bad_values = np.setdiff1d(np.unique(is_member), [0, 1])
-        if bad_values.size:
-            raise ValueError(
-                f"is_member has values {bad_values[:5].tolist()}; only 0 and 1 "
-                "(or booleans) are allowed."
-            )
-    elif is_member.dtype.kind != "b":
-        raise ValueError(
-            f"is_member must be boolean or 0/1 integers, got dtype {is_member.dtype}."
-        )
-    is_member = is_member.astype(bool)
+    is_member = boolean_mask(is_member, "is_member")
 
     num_members = int(is_member.sum())
     num_nonmembers = len(is_member) - num_members
@@ -71,6 +60,21 @@ def _checked(scores, is_member) -> tuple[np.ndarray, np.ndarray]:
 def fpr_key(fpr: float) -> str:
     """The key of `tpr_at_fpr` for one target FPR, e.g. 0.001 -> "0.001"."""
     return str(float(fpr))
+
+
+def boolean_mask(values, name: str) -> np.ndarray:
+    """`values` as a bool array; accepts booleans or 0/1 integers, else ValueError."""
+    values = np.asarray(values)
+    if values.dtype.kind in "iu":
+        bad_values = np.setdiff1d(np.unique(values), [0, 1])
+        if bad_values.size:
+            raise ValueError(
+                f"{name} has values {bad_values[:5].tolist()}; only 0 and 1 "
+                "(or booleans) are allowed."
+            )
+    elif values.dtype.kind != "b":
+        raise ValueError(f"{name} must be boolean or 0/1 integers, got dtype {values.dtype}.")
+    return values.astype(bool)
 
 
 def membership_metrics(

@@ -6,6 +6,7 @@ A run is resumable: each defense's finished results are saved under
 same workdir picks them up instead of training again.
 """
 
+import hashlib
 import json
 import os
 import shutil
@@ -112,6 +113,7 @@ def prepare_workdir(config: ml_collections.ConfigDict, workdir: str) -> None:
             if os.path.exists(os.path.join(workdir, name)):
                 os.remove(os.path.join(workdir, name))
         shutil.rmtree(os.path.join(workdir, "partial"), ignore_errors=True)
+        shutil.rmtree(os.path.join(workdir, "checkpoints"), ignore_errors=True)
     elif finished:
         raise ConfigError(
             f"--workdir={workdir!r} already holds a finished run (results.json); "
@@ -261,6 +263,21 @@ def _run_defense(config, model, dataset, split, defense_name) -> dict:
     }
 
 
+def _training_fingerprint(config, defense_name: str, keep: np.ndarray) -> str:
+    """Digest of everything that shapes the shadow models' training."""
+    resolved = _comparable(config)
+    shaping = {
+        key: resolved[key]
+        for key in ("seed", "data", "model", "train", "shadows", defense_name)
+    }
+    for key in ("eval_batch_size", "log_eval_examples"):
+        shaping["train"].pop(key, None)
+    digest = hashlib.sha256(json.dumps(shaping, sort_keys=True).encode())
+    digest.update(defense_name.encode())
+    digest.update(np.packbits(keep).tobytes())
+    return digest.hexdigest()
+
+
 def _run_shadow_attacks(config, model, dataset, defense_name, pool, keep, workdir) -> dict:
     """Trains the defense's batch of models on the pool, scores every model on every
     pool example and query, and evaluates each shadow attack leave-one-out."""
@@ -282,6 +299,9 @@ def _run_shadow_attacks(config, model, dataset, defense_name, pool, keep, workdi
         chunk_size=config.shadows.chunk_size or None,
         batching=config.shadows.batching,
         description=f"shadows/{defense_name}",
+        checkpoint_dir=os.path.join(workdir, "checkpoints", defense_name),
+        checkpoint_every_epochs=config.shadows.checkpoint_every_epochs,
+        fingerprint=_training_fingerprint(config, defense_name, keep),
     )
     queries = scoring.query_transforms(
         config.scoring.num_queries, config.scoring.flip, config.scoring.shift

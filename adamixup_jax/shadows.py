@@ -9,6 +9,8 @@ but memory, since every model only ever sees its own key and examples.
 """
 
 import dataclasses
+import json
+import os
 import time
 
 import flax.linen as nn
@@ -16,11 +18,12 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
+import orbax.checkpoint as ocp
 from absl import logging
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from tqdm import auto as tqdm
 
-from adamixup_jax import training
+from adamixup_jax import files, training
 from adamixup_jax.defenses import Defense
 
 MODEL_AXIS = "models"
@@ -38,7 +41,26 @@ def default_config() -> ml_collections.ConfigDict:
     config.seed = 0  # Seeds the pool and the keep masks.
     config.chunk_size = 0  # Models trained at once (0 = all); a multiple of the devices.
     config.batching = "auto"  # 'vmap', 'map' or 'auto' (the measured winner here).
+    # Orbax checkpoint of the stacked state every this many epochs (0 = only when a
+    # chunk finishes); a killed run resumes from the last one.
+    config.checkpoint_every_epochs = 10
     return config
+
+
+def _check_fingerprint(checkpoint_dir: str, fingerprint: str) -> None:
+    """Refuses checkpoints written by a run that trained differently."""
+    path = os.path.join(checkpoint_dir, "fingerprint.json")
+    if os.path.exists(path):
+        with open(path, encoding="utf-8") as f:
+            stored = json.load(f).get("fingerprint")
+        if stored != fingerprint:
+            raise ValueError(
+                f"checkpoints in {checkpoint_dir!r} were written by a run whose training "
+                "differs from this one (config, defense, keep masks or keys); use another "
+                "workdir or --config.overwrite=True"
+            )
+    else:
+        files.write_json(path, {"fingerprint": fingerprint})
 
 
 def resolve_batching(batching: str, mesh: Mesh) -> str:
@@ -134,6 +156,9 @@ def train_many(
     mesh: Mesh | None = None,
     batching: str = "auto",
     description: str = "shadows",
+    checkpoint_dir: str | None = None,
+    checkpoint_every_epochs: int = 0,
+    fingerprint: str = "",
 ) -> ManyResult:
     """Trains model m on `images[keep[m]]` with key `keys[m]`, for every m.
 
@@ -144,6 +169,13 @@ def train_many(
     `images[keep[m]]` would. Shorter rows are padded at weight 0 to that length.
     `chunk_size` (default: all) must be a multiple of the mesh's device count;
     `batching` is 'vmap', 'map' or 'auto' (see `resolve_batching`).
+
+    With `checkpoint_dir`, each chunk's stacked state is saved with orbax every
+    `checkpoint_every_epochs` epochs and when the chunk finishes; a rerun restores
+    the latest checkpoint of every chunk, skips finished chunks and continues the
+    others from their last epoch, ending where an uninterrupted run ends (epoch keys
+    depend only on the epoch index). `fingerprint` names everything that shapes the
+    training; checkpoints with another fingerprint are refused.
     """
     num_models = keep.shape[0]
     if keys.shape[0] != num_models:
@@ -164,6 +196,9 @@ def train_many(
     device_images = jax.device_put(jnp.asarray(images, jnp.uint8), replicated)
     device_labels = jax.device_put(jnp.asarray(labels, jnp.int32), replicated)
 
+    if checkpoint_dir:
+        os.makedirs(checkpoint_dir, exist_ok=True)
+        _check_fingerprint(checkpoint_dir, fingerprint)
     start = time.perf_counter()
     chunks = []
     for first in range(0, num_models, chunk_size):
@@ -175,9 +210,24 @@ def train_many(
         take = np.r_[np.arange(chunk.start, chunk.stop), np.full(pad, chunk.start)]
         init_keys, train_keys = jax.vmap(jax.random.split, out_axes=1)(keys[take])
         state = init(init_keys)
+        done_epochs, manager = 0, None
+        if checkpoint_dir:
+            manager = ocp.CheckpointManager(
+                os.path.join(os.path.abspath(checkpoint_dir), f"chunk_{first // chunk_size:04d}"),
+                options=ocp.CheckpointManagerOptions(max_to_keep=1),
+            )
+            if manager.latest_step() is not None:
+                done_epochs = manager.latest_step()
+                state = manager.restore(done_epochs, args=ocp.args.StandardRestore(state))
+                logging.info(
+                    "%s models %d-%d: resumed from the checkpoint after epoch %d",
+                    description, chunk.start, chunk.stop - 1, done_epochs,
+                )
         chunk_slots = jax.device_put(slots[take], model_sharded)
         chunk_weights = jax.device_put(slot_weights[take], model_sharded)
+        loss = float("nan")
         bar = tqdm.trange(
+            done_epochs,
             config.epochs,
             desc=f"{description} {chunk.start}-{chunk.stop - 1}",
             disable=not config.progress,
@@ -194,6 +244,14 @@ def train_many(
             )
             loss = float(jnp.mean(metrics["loss"]))
             bar.set_postfix(loss=loss, refresh=False)
+            finished = epoch_index + 1
+            every = checkpoint_every_epochs
+            if manager and (finished == config.epochs or (every and finished % every == 0)):
+                # Synchronous: the next epoch donates (reuses) these buffers.
+                manager.save(finished, args=ocp.args.StandardSave(state))
+                manager.wait_until_finished()
+        if manager:
+            manager.close()
         logging.info(
             "%s models %d-%d: %d epochs, final mean loss %.4f",
             description, chunk.start, chunk.stop - 1, config.epochs, loss,

@@ -65,18 +65,7 @@ def checked_shadow_inputs(
             f"keep must have shape ({num_models}, {num_examples}) [models, examples] "
             f"to match logits, got {keep.shape}."
         )
-    if keep.dtype.kind in "iu":
-        bad_values = np.setdiff1d(np.unique(keep), [0, 1])
-        if bad_values.size:
-            raise ValueError(
-                f"keep has values {bad_values[:5].tolist()}; only 0 and 1 (or "
-                "booleans) are allowed."
-            )
-    elif keep.dtype.kind != "b":
-        raise ValueError(
-            f"keep must be boolean or 0/1 integers, got dtype {keep.dtype}."
-        )
-    keep = keep.astype(bool)
+    keep = metrics.boolean_mask(keep, "keep")
 
     if not is_int(target) or not 0 <= target < num_models:
         raise ValueError(
