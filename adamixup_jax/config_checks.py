@@ -94,16 +94,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
     _one_of("mixup.pairing", config.mixup.pairing, mixing.PAIRINGS)
 
     _check_name_list("attacks", config.attacks, attacks.ATTACKS)
-    _one_of(
-        "attack.reference_defense",
-        config.attack.reference_defense,
-        ["same", *defenses.DEFENSES],
-    )
-    if config.attack.reference_defense != "same":
-        _require(
-            config.attack.reference_defense in config,
-            f"attack.reference_defense={config.attack.reference_defense!r} has no config block",
-        )
+    for key in ("reference_defense", "shadow_defense"):
+        _one_of(f"attack.{key}", config.attack[key], ["same", *defenses.DEFENSES])
     shadow = config.shadows
     _require(
         _is_int(shadow.num_models) and shadow.num_models >= 0 and shadow.num_models % 2 == 0,
@@ -142,6 +134,11 @@ def validate(config: ml_collections.ConfigDict) -> None:
         _require(
             0.0 <= config.attack.rmia.a <= 1.0,
             f"attack.rmia.a={config.attack.rmia.a!r} must be in [0, 1]",
+        )
+        _require(
+            not config.attack.rmia.fit_a or shadow.num_targets <= shadow.num_models - 2,
+            f"attack.rmia.fit_a needs two non-target models: shadows.num_targets="
+            f"{shadow.num_targets} must be at most shadows.num_models - 2",
         )
         _require(
             config.attack.rmia.gamma > 0,

@@ -50,6 +50,12 @@ def write_npz(path: str, **arrays: np.ndarray) -> None:
         np.savez(tmp_path, **arrays)
 
 
+def write_npy(path: str, array: np.ndarray) -> None:
+    # The temporary name must end in .npy, or numpy appends the extension itself.
+    with _atomic_path(path, suffix=".npy") as tmp_path:
+        np.save(tmp_path, array)
+
+
 def write_bytes(path: str, data: bytes) -> None:
     with _atomic_path(path) as tmp_path:
         with open(tmp_path, "wb") as f:

@@ -97,10 +97,11 @@ def split(num_examples: int, config: ml_collections.ConfigDict) -> Split:
 def keep_masks(num_models: int, num_examples: int, seed: int) -> np.ndarray:
     """Balanced, seeded IN/OUT assignment for shadow models, bool `[models, examples]`.
 
-    Every example is IN for exactly num_models / 2 models; every model trains on
-    exactly num_examples / 2 examples when num_models divides num_examples, and within
-    num_models / 4 of that otherwise. Built as a circulant pattern, keep[m, n] = (m + n) mod M < M / 2,
-    whose examples and models are then shuffled with `seed`.
+    Every example is IN for exactly num_models / 2 models, and the models' training-set
+    sizes differ by at most one. Examples are visited in a seeded random order; each
+    is given to the num_models / 2 models with the fewest examples so far, ties
+    broken at random, so the IN sets of different examples vary freely (no fixed
+    pattern pairs models up).
     """
     if not isinstance(num_models, int) or num_models < 2 or num_models % 2:
         raise ValueError(
@@ -110,6 +111,11 @@ def keep_masks(num_models: int, num_examples: int, seed: int) -> np.ndarray:
     if not isinstance(num_examples, int) or num_examples < 1:
         raise ValueError(f"num_examples={num_examples!r} must be a positive integer")
     rng = np.random.default_rng(seed)
-    pattern = (np.arange(num_models)[:, None] + np.arange(num_examples)[None, :]) % num_models
-    keep = pattern < num_models // 2
-    return keep[rng.permutation(num_models)][:, rng.permutation(num_examples)]
+    keep = np.zeros((num_models, num_examples), bool)
+    loads = np.zeros(num_models, np.int64)
+    for example in rng.permutation(num_examples):
+        # Fewest examples first; random order among equally loaded models.
+        chosen = np.lexsort((rng.random(num_models), loads))[: num_models // 2]
+        keep[chosen, example] = True
+        loads[chosen] += 1
+    return keep

@@ -31,6 +31,7 @@ from adamixup_jax import (
     shadows,
     training,
 )
+from adamixup_jax.attacks import rmia
 from adamixup_jax.attacks import shadow as attack_shadow
 from adamixup_jax.config_checks import ConfigError
 
@@ -57,12 +58,18 @@ def default_config() -> ml_collections.ConfigDict:
     # Defense of the attacker's reference model: 'same' as the target (adaptive
     # attacker, the default) or a defense name such as 'erm'.
     config.attack.reference_defense = "same"
+    # Defense of the shadow models: 'same' as the target (adaptive, default) or a
+    # defense name such as 'erm' (a non-adaptive attacker).
+    config.attack.shadow_defense = "same"
     # Comma-separated shadow-model attacks (need shadows.num_models > 0).
     config.shadow_attacks = ",".join(attacks.SHADOW_ATTACKS)
     config.attack.lira = ml_collections.ConfigDict()
     config.attack.lira.fixed_variance = False  # One global variance instead of per example.
     config.attack.rmia = ml_collections.ConfigDict()
     config.attack.rmia.a = 0.3  # Offline approximation of Pr(x) from OUT models.
+    # Fit `a` instead on the last two shadow models (never targets), as the attacker
+    # could: one plays the target, the other the only reference.
+    config.attack.rmia.fit_a = False
     config.attack.rmia.gamma = 1.0  # Likelihood-ratio threshold against population z.
     config.attack.shokri = ml_collections.ConfigDict()
     config.attack.shokri.hidden = 64  # Hidden units of the per-class attack MLP.
@@ -114,6 +121,7 @@ def prepare_workdir(config: ml_collections.ConfigDict, workdir: str) -> None:
                 os.remove(os.path.join(workdir, name))
         shutil.rmtree(os.path.join(workdir, "partial"), ignore_errors=True)
         shutil.rmtree(os.path.join(workdir, "checkpoints"), ignore_errors=True)
+        shutil.rmtree(os.path.join(workdir, "lira_layout"), ignore_errors=True)
     elif finished:
         raise ConfigError(
             f"--workdir={workdir!r} already holds a finished run (results.json); "
@@ -278,9 +286,10 @@ def _training_fingerprint(config, defense_name: str, keep: np.ndarray) -> str:
     return digest.hexdigest()
 
 
-def _run_shadow_attacks(config, model, dataset, defense_name, pool, keep, workdir) -> dict:
-    """Trains the defense's batch of models on the pool, scores every model on every
-    pool example and query, and evaluates each shadow attack leave-one-out."""
+def _batch_logits(config, model, dataset, defense_name, pool, keep, workdir):
+    """Trains a batch of models with `defense_name` on the pool (resuming from its
+    checkpoints) and returns its logits `[models, pool, queries, classes]` and the
+    training seconds. The batch's keys depend on the seed only, never the defense."""
     steps_per_epoch = -(-int(keep.sum(axis=1).max()) // config.train.batch_size)
     defense = defenses.make(
         defense_name, config, defenses.TrainingLength(config.train.epochs, steps_per_epoch)
@@ -311,21 +320,44 @@ def _run_shadow_attacks(config, model, dataset, defense_name, pool, keep, workdi
         os.path.join(workdir, "partial", f"{defense_name}_shadow_logits.npz"),
         logits=logits, keep=keep, labels=labels, pool=pool,
     )
+    scoring.export_lira_layout(
+        os.path.join(workdir, "lira_layout", defense_name), logits, keep, labels, config.train.epochs
+    )
+    return logits, many.seconds
+
+
+def _shadow_attack_results(config, defense_name, target_logits, shadow_logits, keep, labels):
+    """Each shadow attack, leave-one-out over the first targets: target t is model t of
+    the defended batch, its shadows the other models of the shadow batch (the same
+    batch for an adaptive attacker, `attack.shadow_defense='same'`)."""
     results = {}
     for name in config_checks.names(config.shadow_attacks):
         score, fixed, block = attacks.SHADOW_ATTACKS[name]
         options = dict(fixed, **(config.attack[block].to_dict() if block else {}))
         if name == "shokri":
             options["seed"] = config.seed
+        fitted_a = None
+        if block == "rmia" and options.pop("fit_a"):
+            last = keep.shape[0] - 1
+            fitted_a = rmia.fit_a(shadow_logits, keep, labels, last, last - 1)
+            options["a"] = fitted_a
+
+        def with_target_swapped_in(logits, keep, labels, target, score=score, **options):
+            combined = shadow_logits.copy()
+            combined[target] = logits[target]
+            return score(combined, keep, labels, target, **options)
+
         results[name] = attack_shadow.evaluate(
-            score, logits, keep, labels, range(config.shadows.num_targets),
-            fprs=tuple(config.report.fprs), **options,
+            with_target_swapped_in, target_logits, keep, labels,
+            range(config.shadows.num_targets), fprs=tuple(config.report.fprs), **options,
         )
+        if fitted_a is not None:
+            results[name]["fitted_a"] = fitted_a
         logging.info(
             "Defense %s, %s: AUC %.3f ± %.3f over %d targets", defense_name, name,
             results[name]["auc"]["mean"], results[name]["auc"]["std"], config.shadows.num_targets,
         )
-    return {"seconds": many.seconds, "attacks": results}
+    return results
 
 
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
@@ -364,6 +396,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
         files.write_npz(os.path.join(workdir, "shadows.npz"), pool=pool, keep=keep)
 
     per_defense = {}
+    batches = {}  # defense name -> (logits of its model batch, training seconds)
     for defense_name in config_checks.names(config.defenses):
         partial_path = os.path.join(workdir, "partial", f"{defense_name}.json")
         if os.path.exists(partial_path):
@@ -373,11 +406,20 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
             continue
         per_defense[defense_name] = _run_defense(config, model, dataset, split, defense_name)
         if config.shadows.num_models:
-            shadow_results = _run_shadow_attacks(
-                config, model, dataset, defense_name, pool, keep, workdir
+            shadow_defense = config.attack.shadow_defense
+            shadow_defense = defense_name if shadow_defense == "same" else shadow_defense
+            for name in {defense_name, shadow_defense} - set(batches):
+                batches[name] = _batch_logits(config, model, dataset, name, pool, keep, workdir)
+            per_defense[defense_name]["shadow_defense"] = shadow_defense
+            per_defense[defense_name]["shadow_train_seconds"] = batches[defense_name][1]
+            per_defense[defense_name]["shadow_attacks"] = _shadow_attack_results(
+                config,
+                defense_name,
+                batches[defense_name][0],
+                batches[shadow_defense][0],
+                keep,
+                dataset.labels[pool],
             )
-            per_defense[defense_name]["shadow_attacks"] = shadow_results["attacks"]
-            per_defense[defense_name]["shadow_train_seconds"] = shadow_results["seconds"]
         files.write_json(partial_path, per_defense[defense_name])
         logging.info("Defense %s: results written to %s", defense_name, partial_path)
 

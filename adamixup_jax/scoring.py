@@ -5,12 +5,14 @@ every shadow-model attack. Query 0 is always the image itself; further queries a
 horizontal flip (where the dataset allows it) and small shifts, filled with black.
 """
 
+import os
+
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
-import flax.linen as nn
 
-from adamixup_jax import training
+from adamixup_jax import files, training
 
 
 def query_transforms(num_queries: int, flip: bool, shift: int) -> list[tuple[bool, int, int]]:
@@ -74,3 +76,44 @@ def logits_many(
         logits = batch_logits(state.params, state.batch_stats, jnp.asarray(chunk))
         outputs.append(np.asarray(logits, np.float32)[:, :real])
     return np.concatenate(outputs, axis=1)
+
+
+def export_lira_layout(folder: str, logits: np.ndarray, keep: np.ndarray, labels: np.ndarray, epochs: int) -> None:
+    """Writes a batch in the folder layout of the LiRA reference scripts:
+    `folder/y_train.npy` (labels [N]), and per model m
+    `folder/experiment-<m>_<M>/keep.npy` (bool [N]) and
+    `folder/experiment-<m>_<M>/logits/<epochs, 10 digits>.npy` ([N, 1, queries, classes]
+    float32), so their scoring and plotting scripts can read our runs."""
+    num_models = logits.shape[0]
+    if keep.shape != logits.shape[:2] or labels.shape != logits.shape[1:2]:
+        raise ValueError(
+            f"logits {logits.shape}, keep {keep.shape} and labels {labels.shape} do not "
+            "describe the same [models, examples]"
+        )
+    files.write_npy(os.path.join(folder, "y_train.npy"), np.asarray(labels))
+    for m in range(num_models):
+        experiment = os.path.join(folder, f"experiment-{m}_{num_models}")
+        files.write_npy(os.path.join(experiment, "keep.npy"), np.asarray(keep[m], bool))
+        files.write_npy(
+            os.path.join(experiment, "logits", f"{epochs:010d}.npy"),
+            np.asarray(logits[m], np.float32)[:, None],
+        )
+
+
+def import_lira_layout(folder: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Reads a folder in the LiRA reference layout (see `export_lira_layout`; the
+    newest logits file of each experiment) as (logits [M, N, Q, C], keep [M, N],
+    labels [N])."""
+    experiments = sorted(
+        (name for name in os.listdir(folder) if name.startswith("experiment-")),
+        key=lambda name: int(name.split("-")[1].split("_")[0]),
+    )
+    if not experiments:
+        raise ValueError(f"{folder!r} holds no experiment-* folders")
+    logits, keep = [], []
+    for name in experiments:
+        logits_folder = os.path.join(folder, name, "logits")
+        newest = sorted(f for f in os.listdir(logits_folder) if f.endswith(".npy"))[-1]
+        logits.append(np.load(os.path.join(logits_folder, newest))[:, 0])
+        keep.append(np.load(os.path.join(folder, name, "keep.npy")).astype(bool))
+    return np.stack(logits), np.stack(keep), np.load(os.path.join(folder, "y_train.npy"))

@@ -74,7 +74,16 @@ def test_keep_masks_are_balanced_per_example_and_model(models, examples):
     keep = membership.keep_masks(models, examples, seed=1)
     assert keep.shape == (models, examples) and keep.dtype == bool
     assert np.all(keep.sum(axis=0) == models // 2)
-    assert np.all(np.abs(keep.sum(axis=1) - examples / 2) <= models / 4)
+    counts = keep.sum(axis=1)
+    assert counts.max() - counts.min() <= 1
+
+
+def test_keep_masks_pair_no_models_up():
+    keep = membership.keep_masks(16, 2000, seed=0)
+    # Many distinct IN sets, and no two models exact complements of each other.
+    assert len({tuple(column) for column in keep.T}) > 1000
+    agreement = (keep[:, None, :] == keep[None, :, :]).mean(axis=2)
+    assert agreement[~np.eye(16, dtype=bool)].min() > 0.3
 
 
 def test_keep_masks_are_seeded():

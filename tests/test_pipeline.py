@@ -9,7 +9,7 @@ import sys
 import numpy as np
 import pytest
 
-from adamixup_jax import membership, pipeline
+from adamixup_jax import membership, pipeline, scoring
 from adamixup_jax.config_checks import ConfigError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -57,15 +57,22 @@ def test_main_job_writes_every_file_with_its_keys(smoke_run):
         assert json.load(f)["config"]["split"]["num_target_members"] == 64
     with open(os.path.join(workdir, "results.md")) as f:
         table = f.read()
-    assert table.count("| erm |") == 4 + 4 and table.count("| adamixup |") == 4 + 4
+    assert table.count("| erm |") == 4 + 5 and table.count("| adamixup |") == 4 + 5
     for defense in saved["defenses"].values():
-        assert set(defense["shadow_attacks"]) == {"lira_online", "lira_offline", "rmia", "shokri"}
+        assert set(defense["shadow_attacks"]) == {
+            "lira_online", "lira_offline", "rmia", "rmia_online", "shokri"
+        }
         for summary in defense["shadow_attacks"].values():
             assert summary["targets"] == [0, 1]
             assert 0.0 <= summary["auc"]["mean"] <= 1.0
     with np.load(os.path.join(workdir, "partial", "erm_shadow_logits.npz")) as saved_logits:
         assert saved_logits["logits"].shape == (4, 64, 2, 10)
         assert np.all(saved_logits["keep"].sum(axis=0) == 2)
+        exported, exported_keep, _ = scoring.import_lira_layout(
+            os.path.join(workdir, "lira_layout", "erm")
+        )
+        np.testing.assert_array_equal(exported, saved_logits["logits"])
+        np.testing.assert_array_equal(exported_keep, saved_logits["keep"])
     with open(os.path.join(workdir, "roc.png"), "rb") as f:
         assert f.read(8) == b"\x89PNG\r\n\x1a\n"
 
@@ -122,6 +129,26 @@ def test_interrupted_run_resumes_from_finished_defenses(tmp_path):
     assert len(rerun["defenses"]["erm"]["history"]) == 3
 
 
+def test_non_adaptive_attacker_uses_erm_shadows(smoke_run, tmp_path):
+    _, adaptive = smoke_run
+    config = _config()
+    config.defenses = "adamixup"
+    config.attacks = "loss"
+    config.shadow_attacks = "lira_offline,rmia"
+    config.attack.shadow_defense = "erm"
+    config.attack.rmia.fit_a = True
+    results = pipeline.run(config, str(tmp_path))
+    defense = results["defenses"]["adamixup"]
+    assert defense["shadow_defense"] == "erm"
+    assert os.path.exists(tmp_path / "partial" / "erm_shadow_logits.npz")
+    assert 0.0 <= defense["shadow_attacks"]["rmia"]["fitted_a"] <= 1.0
+    # Same targets, other shadows: the numbers move.
+    assert (
+        defense["shadow_attacks"]["lira_offline"]["per_target"]
+        != adaptive["defenses"]["adamixup"]["shadow_attacks"]["lira_offline"]["per_target"]
+    )
+
+
 def test_same_config_gives_the_same_numbers(smoke_run, tmp_path):
     _, results = smoke_run
     config = _config()
@@ -151,6 +178,10 @@ def test_same_config_gives_the_same_numbers(smoke_run, tmp_path):
         ("split.num_population", 10),
         ("split.num_target_nonmembers", 6000),
         ("attack.reference_defense", "dpsgd"),
+        ("attack.shadow_defense", "memguard"),
+        ("shadows.num_models", 5),
+        ("shadows.num_targets", 9),
+        ("scoring.num_queries", 9),
     ],
 )
 def test_bad_config_is_refused_naming_the_key_before_training(key, value, tmp_path):

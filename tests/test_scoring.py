@@ -44,3 +44,18 @@ def test_logits_many_has_one_slice_per_model_and_query_in_inference_mode():
         shifted = np.asarray(scoring.transform(jnp.asarray(images), *queries[2]))
         expected = training.predict_logits(predict, one, shifted, batch_size=7)
         np.testing.assert_allclose(logits[m, :, 2], expected, rtol=1e-4, atol=1e-5)
+
+
+def test_lira_layout_round_trips_with_the_reference_shapes(tmp_path):
+    rng = np.random.default_rng(0)
+    logits = rng.normal(size=(4, 6, 2, 3)).astype(np.float32)
+    keep = np.array([[1, 0, 1, 0, 1, 0]] * 2 + [[0, 1, 0, 1, 0, 1]] * 2, bool)
+    labels = np.array([0, 1, 2, 0, 1, 2])
+    scoring.export_lira_layout(str(tmp_path), logits, keep, labels, epochs=100)
+    one = np.load(tmp_path / "experiment-2_4" / "logits" / "0000000100.npy")
+    assert one.shape == (6, 1, 2, 3)  # [examples, 1, queries, classes]
+    np.testing.assert_array_equal(np.load(tmp_path / "experiment-2_4" / "keep.npy"), keep[2])
+    back_logits, back_keep, back_labels = scoring.import_lira_layout(str(tmp_path))
+    np.testing.assert_array_equal(back_logits, logits)
+    np.testing.assert_array_equal(back_keep, keep)
+    np.testing.assert_array_equal(back_labels, labels)

@@ -22,7 +22,8 @@ ATTACKS: dict[str, Callable[..., np.ndarray]] = {
 SHADOW_ATTACKS: dict[str, tuple[Callable[..., np.ndarray], dict, str | None]] = {
     "lira_online": (lira.scores, {"online": True}, "lira"),
     "lira_offline": (lira.scores, {"online": False}, "lira"),
-    "rmia": (rmia.scores, {}, "rmia"),
+    "rmia": (rmia.scores, {"online": False}, "rmia"),
+    "rmia_online": (rmia.scores, {"online": True}, "rmia"),
     "shokri": (shokri.scores, {}, "shokri"),
 }
 
