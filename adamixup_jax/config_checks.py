@@ -92,6 +92,11 @@ def validate(config: ml_collections.ConfigDict) -> None:
         f"mixup.alpha={config.mixup.alpha!r} must be a finite number > 0",
     )
     _one_of("mixup.pairing", config.mixup.pairing, mixing.PAIRINGS)
+    epsilon = config.label_smoothing.epsilon
+    _require(
+        isinstance(epsilon, (int, float)) and 0.0 <= epsilon < 1.0,
+        f"label_smoothing.epsilon={epsilon!r} must be in [0, 1)",
+    )
 
     _check_name_list("attacks", config.attacks, attacks.ATTACKS)
     for key in ("reference_defense", "shadow_defense"):

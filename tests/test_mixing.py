@@ -128,3 +128,18 @@ def test_mixup_uses_soft_labels_that_match_the_input_weights():
     mixed, targets, _ = defense.prepare_batch(jax.random.key(0), images, labels, 8, jnp.array(0))
     # With one-hot images and labels the mixed image *is* the soft label.
     np.testing.assert_allclose(np.asarray(mixed).reshape(8, 8), np.asarray(targets), atol=1e-6)
+
+
+def test_label_smoothing_targets_are_the_stated_mixture():
+    from adamixup_jax.defenses import label_smoothing
+
+    config = label_smoothing.default_config()
+    config.epsilon = 0.2
+    defense = label_smoothing.make(config, TrainingLength(1, 1))
+    images = jnp.ones((2, 2, 2, 1))
+    inputs, targets, strength = defense.prepare_batch(
+        jax.random.key(0), images, jnp.array([0, 3]), 4, jnp.array(0)
+    )
+    np.testing.assert_allclose(targets, [[0.85, 0.05, 0.05, 0.05], [0.05, 0.05, 0.05, 0.85]], rtol=1e-6)
+    np.testing.assert_array_equal(inputs, images)
+    assert float(strength) == 0.0

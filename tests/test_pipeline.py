@@ -171,6 +171,7 @@ def test_same_config_gives_the_same_numbers(smoke_run, tmp_path):
         ("adamixup.schedule", "exponential"),
         ("adamixup.label_allocation", "random"),
         ("mixup.alpha", 0.0),
+        ("label_smoothing.epsilon", 1.0),
         ("train.epochs", -1),
         ("train.batch_size", 0),
         ("train.learning_rate", -0.1),

@@ -6,7 +6,18 @@ from collections.abc import Callable
 
 import numpy as np
 
-from adamixup_jax.attacks import confidence, entropy, lira, loss, modified_entropy, rmia, shokri
+from adamixup_jax.attacks import (
+    augmentation,
+    confidence,
+    entropy,
+    gap,
+    lira,
+    loss,
+    modified_entropy,
+    noise,
+    rmia,
+    shokri,
+)
 
 ATTACKS: dict[str, Callable[..., np.ndarray]] = {
     "loss": loss.scores,
@@ -27,6 +38,15 @@ SHADOW_ATTACKS: dict[str, tuple[Callable[..., np.ndarray], dict, str | None]] = 
     "shokri": (shokri.scores, {}, "shokri"),
 }
 
+
+# Label-only attacks: scores(predict_labels, images uint8 [N, H, W, C], labels [N],
+# *, key=None, **options) -> [N], where predict_labels(images) -> int labels [B].
+# Not yet run by the main job.
+LABEL_ONLY_ATTACKS: dict[str, Callable[..., np.ndarray]] = {
+    "gap": gap.scores,
+    "augmentation": augmentation.scores,
+    "noise": noise.scores,
+}
 
 def get(name: str) -> Callable[..., np.ndarray]:
     """The `scores` function of the attack called `name`."""

@@ -6,13 +6,14 @@ name at the top level of a run's config) and `make(config_block, length)`.
 
 from types import ModuleType
 
-from adamixup_jax.defenses import adamixup, erm, mixup
+from adamixup_jax.defenses import adamixup, erm, label_smoothing, mixup
 from adamixup_jax.defenses.base import Defense, TrainingLength
 
 DEFENSES: dict[str, ModuleType] = {
     "erm": erm,
     "mixup": mixup,
     "adamixup": adamixup,
+    "label_smoothing": label_smoothing,
 }
 
 
