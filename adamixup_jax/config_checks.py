@@ -99,6 +99,20 @@ def validate(config: ml_collections.ConfigDict) -> None:
     )
 
     _check_name_list("attacks", config.attacks, attacks.ATTACKS)
+    if config.label_only_attacks:
+        _check_name_list(
+            "label_only_attacks", config.label_only_attacks, attacks.LABEL_ONLY_ATTACKS
+        )
+    _require(
+        _is_int(config.attack.augmentation.shift) and config.attack.augmentation.shift >= 0,
+        f"attack.augmentation.shift={config.attack.augmentation.shift!r} must be an "
+        "integer >= 0",
+    )
+    _require(
+        math.isfinite(config.attack.noise.sigma) and config.attack.noise.sigma > 0,
+        f"attack.noise.sigma={config.attack.noise.sigma!r} must be a finite number > 0",
+    )
+    _positive_int("attack.noise.num_samples", config.attack.noise.num_samples)
     for key in ("reference_defense", "shadow_defense"):
         _one_of(f"attack.{key}", config.attack[key], ["same", *defenses.DEFENSES])
     shadow = config.shadows

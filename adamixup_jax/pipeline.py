@@ -54,7 +54,16 @@ def default_config() -> ml_collections.ConfigDict:
         config[name] = module.default_config()
     # Comma-separated attacks to run on every defense.
     config.attacks = ",".join(attacks.ATTACKS)
+    # Comma-separated label-only attacks (predicted labels only), calibrated like the
+    # threshold attacks; '' runs none.
+    config.label_only_attacks = ""
     config.attack = ml_collections.ConfigDict()
+    config.attack.augmentation = ml_collections.ConfigDict()
+    config.attack.augmentation.shift = 1  # Shifted copies up to this many pixels.
+    config.attack.augmentation.flip = False  # Flipped copies (not for digits).
+    config.attack.noise = ml_collections.ConfigDict()
+    config.attack.noise.sigma = 8.0  # Noise std on the 0-255 pixel scale.
+    config.attack.noise.num_samples = 16  # Noised copies per example.
     # Defense of the attacker's reference model: 'same' as the target (adaptive
     # attacker, the default) or a defense name such as 'erm'.
     config.attack.reference_defense = "same"
@@ -146,46 +155,60 @@ def prepare_workdir(config: ml_collections.ConfigDict, workdir: str) -> None:
     os.makedirs(os.path.join(workdir, "partial"), exist_ok=True)
 
 
-def _attack_results(
-    config: ml_collections.ConfigDict,
-    target_logits: dict[str, np.ndarray],
-    target_labels: dict[str, np.ndarray],
-    reference_logits: dict[str, np.ndarray],
-    reference_labels: dict[str, np.ndarray],
-) -> dict:
-    """Per attack: threshold-free metrics on the target, and the metrics of the
-    threshold the attacker calibrates on its reference model."""
+def _calibrated_attack(config, target_scores, reference_scores) -> dict:
+    """Threshold-free metrics on the target, and the metrics of the threshold the
+    attacker calibrates on its reference model. `*_scores(part)` score the model's
+    'members' or 'nonmembers'."""
+
+    def with_membership(score_part):
+        member_scores, nonmember_scores = score_part("members"), score_part("nonmembers")
+        is_member = np.r_[np.ones(len(member_scores), bool), np.zeros(len(nonmember_scores), bool)]
+        return np.concatenate([member_scores, nonmember_scores]), is_member
+
+    scores, is_member = with_membership(target_scores)
+    threshold = metrics.best_threshold(*with_membership(reference_scores))
+    return {
+        "threshold_free": metrics.membership_metrics(
+            scores, is_member, fprs=tuple(config.report.fprs)
+        ),
+        "calibrated": metrics.metrics_at_threshold(scores, is_member, threshold),
+    }
+
+
+def _attack_results(config, target, reference) -> dict:
+    """Every threshold attack on logits, then every label-only attack on predicted
+    labels, each calibrated on the reference model. `target` and `reference` are
+    the outputs of `_train_and_score`."""
     results = {}
     for name in config_checks.names(config.attacks):
         score = attacks.get(name)
 
-        def scores_and_membership(logits, labels):
-            member_scores = score(logits["members"], labels["members"])
-            nonmember_scores = score(logits["nonmembers"], labels["nonmembers"])
-            is_member = np.r_[np.ones(len(member_scores), bool), np.zeros(len(nonmember_scores), bool)]
-            return np.concatenate([member_scores, nonmember_scores]), is_member
+        def from_logits(model, score=score):
+            return lambda part: score(model["logits"][part], model["labels"][part])
 
-        target_scores, target_is_member = scores_and_membership(target_logits, target_labels)
-        reference_scores, reference_is_member = scores_and_membership(
-            reference_logits, reference_labels
-        )
-        threshold = metrics.best_threshold(reference_scores, reference_is_member)
-        results[name] = {
-            "threshold_free": metrics.membership_metrics(
-                target_scores, target_is_member, fprs=tuple(config.report.fprs)
-            ),
-            "calibrated": metrics.metrics_at_threshold(
-                target_scores, target_is_member, threshold
-            ),
-        }
+        results[name] = _calibrated_attack(config, from_logits(target), from_logits(reference))
+    noise_key = jax.random.fold_in(jax.random.key(config.seed), 4)
+    for name in config_checks.names(config.label_only_attacks):
+        score = attacks.LABEL_ONLY_ATTACKS[name]
+        options = config.attack[name].to_dict() if name in config.attack else {}
+
+        def from_labels(model, score=score, options=options):
+            return lambda part: score(
+                model["predict_labels"], model["images"][part], model["labels"][part],
+                key=noise_key, **options,
+            )
+
+        results[name] = _calibrated_attack(config, from_labels(target), from_labels(reference))
     return results
 
 
 def _train_and_score(
     config, model, defense_name, dataset, member_idx, nonmember_idx, key, description
 ):
-    """Trains one model with `defense_name` on `member_idx`; returns its training
-    result and inference-mode logits on its members and non-members."""
+    """Trains one model with `defense_name` on `member_idx`. Returns its training
+    result and what the attacks may see of it: a dict of 'images', 'labels' and
+    inference-mode 'logits' per part ('members', 'nonmembers'), and 'predict_labels'
+    (uint8 images -> predicted labels, for label-only attacks)."""
     steps_per_epoch = -(-len(member_idx) // config.train.batch_size)
     length = defenses.TrainingLength(config.train.epochs, steps_per_epoch)
     defense = defenses.make(defense_name, config, length)
@@ -217,13 +240,26 @@ def _train_and_score(
             f"{config.train.epochs} epochs); lower train.learning_rate="
             f"{config.train.learning_rate}"
         )
-    return result, logits, {"members": labels[member_idx], "nonmembers": labels[nonmember_idx]}
+    parts = {"members": member_idx, "nonmembers": nonmember_idx}
+
+    def predict_labels(query_images):
+        return np.argmax(
+            training.predict_logits(predict, result.state, query_images, config.train.eval_batch_size),
+            axis=-1,
+        )
+
+    return result, {
+        "images": {part: images[idx] for part, idx in parts.items()},
+        "labels": {part: labels[idx] for part, idx in parts.items()},
+        "logits": logits,
+        "predict_labels": predict_labels,
+    }
 
 
 def _run_defense(config, model, dataset, split, defense_name) -> dict:
     root_key = jax.random.key(config.seed)
     # The same target key for every defense: targets differ only by their defense.
-    target, target_logits, target_labels = _train_and_score(
+    target, target_view = _train_and_score(
         config,
         model,
         defense_name,
@@ -236,7 +272,7 @@ def _run_defense(config, model, dataset, split, defense_name) -> dict:
     reference_defense = config.attack.reference_defense
     if reference_defense == "same":
         reference_defense = defense_name
-    reference, reference_logits, reference_labels = _train_and_score(
+    _, reference_view = _train_and_score(
         config,
         model,
         reference_defense,
@@ -246,8 +282,11 @@ def _run_defense(config, model, dataset, split, defense_name) -> dict:
         jax.random.fold_in(root_key, 2),
         f"reference/{reference_defense}",
     )
-    train_accuracy = training.accuracy(target_logits["members"], target_labels["members"])
-    test_accuracy = training.accuracy(target_logits["nonmembers"], target_labels["nonmembers"])
+    def accuracy(view, part):
+        return training.accuracy(view["logits"][part], view["labels"][part])
+
+    train_accuracy = accuracy(target_view, "members")
+    test_accuracy = accuracy(target_view, "nonmembers")
     defense = defenses.make(
         defense_name, config, defenses.TrainingLength(config.train.epochs, 1)
     )
@@ -258,16 +297,10 @@ def _run_defense(config, model, dataset, split, defense_name) -> dict:
         "mixing_strength_final": defense.mixing_strength(config.train.epochs - 1),
         "train_seconds": target.seconds,
         "reference_defense": reference_defense,
-        "reference_train_accuracy": training.accuracy(
-            reference_logits["members"], reference_labels["members"]
-        ),
-        "reference_test_accuracy": training.accuracy(
-            reference_logits["nonmembers"], reference_labels["nonmembers"]
-        ),
+        "reference_train_accuracy": accuracy(reference_view, "members"),
+        "reference_test_accuracy": accuracy(reference_view, "nonmembers"),
         "history": target.history,
-        "attacks": _attack_results(
-            config, target_logits, target_labels, reference_logits, reference_labels
-        ),
+        "attacks": _attack_results(config, target_view, reference_view),
     }
 
 

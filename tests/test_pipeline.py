@@ -149,6 +149,26 @@ def test_non_adaptive_attacker_uses_erm_shadows(smoke_run, tmp_path):
     )
 
 
+def test_label_only_attacks_run_calibrated(tmp_path):
+    config = _config()
+    config.defenses = "erm"
+    config.attacks = "loss"
+    config.label_only_attacks = "gap,augmentation,noise"
+    config.attack.noise.num_samples = 4
+    config.shadows.num_models = 0
+    results = pipeline.run(config, str(tmp_path))
+    attacks = results["defenses"]["erm"]["attacks"]
+    assert set(attacks) == {"loss", "gap", "augmentation", "noise"}
+    for name in ("gap", "augmentation", "noise"):
+        assert 0.0 <= attacks[name]["threshold_free"]["auc"] <= 1.0
+        assert "threshold" in attacks[name]["calibrated"]
+    # Flagging exactly the correctly classified: advantage = train acc - test acc.
+    defense = results["defenses"]["erm"]
+    assert attacks["gap"]["threshold_free"]["advantage"] == pytest.approx(
+        max(defense["generalization_gap"], 0.0), abs=1e-9
+    )
+
+
 def test_same_config_gives_the_same_numbers(smoke_run, tmp_path):
     _, results = smoke_run
     config = _config()
@@ -172,6 +192,8 @@ def test_same_config_gives_the_same_numbers(smoke_run, tmp_path):
         ("adamixup.label_allocation", "random"),
         ("mixup.alpha", 0.0),
         ("label_smoothing.epsilon", 1.0),
+        ("label_only_attacks", "gap,hopskipjump"),
+        ("attack.noise.sigma", 0.0),
         ("train.epochs", -1),
         ("train.batch_size", 0),
         ("train.learning_rate", -0.1),
