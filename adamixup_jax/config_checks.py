@@ -6,7 +6,16 @@ import math
 
 import ml_collections
 
-from adamixup_jax import attacks, data, defenses, mixing, models, scoring, shadows, training
+from adamixup_jax import (
+    attacks,
+    data,
+    defenses,
+    mixing,
+    models,
+    scoring,
+    shadows,
+    training,
+)
 
 
 class ConfigError(ValueError):
@@ -23,11 +32,17 @@ def _is_int(value) -> bool:
 
 
 def _positive_int(key: str, value, minimum: int = 1) -> None:
-    _require(_is_int(value) and value >= minimum, f"{key}={value!r} must be an integer >= {minimum}")
+    _require(
+        _is_int(value) and value >= minimum,
+        f"{key}={value!r} must be an integer >= {minimum}",
+    )
 
 
 def _one_of(key: str, value, allowed) -> None:
-    _require(value in allowed, f"{key}={value!r} is not allowed; choose one of {sorted(allowed)}")
+    _require(
+        value in allowed,
+        f"{key}={value!r} is not allowed; choose one of {sorted(allowed)}",
+    )
 
 
 def names(value: str) -> list[str]:
@@ -36,9 +51,13 @@ def names(value: str) -> list[str]:
 
 
 def _check_name_list(key: str, value, registry) -> None:
-    _require(isinstance(value, str), f"{key}={value!r} must be a comma-separated string")
+    _require(
+        isinstance(value, str), f"{key}={value!r} must be a comma-separated string"
+    )
     listed = names(value)
-    _require(bool(listed), f"{key}={value!r} names nothing; choose from {sorted(registry)}")
+    _require(
+        bool(listed), f"{key}={value!r} names nothing; choose from {sorted(registry)}"
+    )
     for name in listed:
         _one_of(f"{key} entry", name, registry)
     _require(len(set(listed)) == len(listed), f"{key}={value!r} lists a name twice")
@@ -104,7 +123,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
             "label_only_attacks", config.label_only_attacks, attacks.LABEL_ONLY_ATTACKS
         )
     _require(
-        _is_int(config.attack.augmentation.shift) and config.attack.augmentation.shift >= 0,
+        _is_int(config.attack.augmentation.shift)
+        and config.attack.augmentation.shift >= 0,
         f"attack.augmentation.shift={config.attack.augmentation.shift!r} must be an "
         "integer >= 0",
     )
@@ -117,7 +137,9 @@ def validate(config: ml_collections.ConfigDict) -> None:
         _one_of(f"attack.{key}", config.attack[key], ["same", *defenses.DEFENSES])
     shadow = config.shadows
     _require(
-        _is_int(shadow.num_models) and shadow.num_models >= 0 and shadow.num_models % 2 == 0,
+        _is_int(shadow.num_models)
+        and shadow.num_models >= 0
+        and shadow.num_models % 2 == 0,
         f"shadows.num_models={shadow.num_models!r} must be 0 (no shadow attacks) or an "
         "even integer, so every pool example is IN for exactly half of the models",
     )
@@ -127,9 +149,12 @@ def validate(config: ml_collections.ConfigDict) -> None:
             f"shadows.num_models={shadow.num_models} is too few: leave-one-out attacks need "
             "IN and OUT shadows for every example; use at least 4 (16 or more is typical)",
         )
-        _check_name_list("shadow_attacks", config.shadow_attacks, attacks.SHADOW_ATTACKS)
+        _check_name_list(
+            "shadow_attacks", config.shadow_attacks, attacks.SHADOW_ATTACKS
+        )
         _require(
-            _is_int(shadow.num_targets) and 1 <= shadow.num_targets <= shadow.num_models,
+            _is_int(shadow.num_targets)
+            and 1 <= shadow.num_targets <= shadow.num_models,
             f"shadows.num_targets={shadow.num_targets!r} must be in [1, shadows.num_models="
             f"{shadow.num_models}]",
         )
@@ -140,7 +165,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
         )
         _one_of("shadows.batching", shadow.batching, shadows.BATCHINGS)
         _require(
-            _is_int(shadow.checkpoint_every_epochs) and shadow.checkpoint_every_epochs >= 0,
+            _is_int(shadow.checkpoint_every_epochs)
+            and shadow.checkpoint_every_epochs >= 0,
             f"shadows.checkpoint_every_epochs={shadow.checkpoint_every_epochs!r} must be a "
             "non-negative integer",
         )
@@ -164,7 +190,9 @@ def validate(config: ml_collections.ConfigDict) -> None:
             f"attack.rmia.gamma={config.attack.rmia.gamma!r} must be > 0",
         )
     for fpr in config.report.fprs:
-        _require(0.0 < fpr < 1.0, f"report.fprs contains {fpr!r}; each must be in (0, 1)")
+        _require(
+            0.0 < fpr < 1.0, f"report.fprs contains {fpr!r}; each must be in (0, 1)"
+        )
 
     for key in ("num_target_members", "num_target_nonmembers"):
         _positive_int(f"split.{key}", config.split[key])
@@ -185,8 +213,13 @@ def validate(config: ml_collections.ConfigDict) -> None:
         math.isfinite(train.learning_rate) and train.learning_rate > 0,
         f"train.learning_rate={train.learning_rate!r} must be a finite number > 0",
     )
-    _require(0 <= train.momentum < 1, f"train.momentum={train.momentum!r} must be in [0, 1)")
-    _require(train.weight_decay >= 0, f"train.weight_decay={train.weight_decay!r} must be >= 0")
+    _require(
+        0 <= train.momentum < 1, f"train.momentum={train.momentum!r} must be in [0, 1)"
+    )
+    _require(
+        train.weight_decay >= 0,
+        f"train.weight_decay={train.weight_decay!r} must be >= 0",
+    )
     _one_of("train.lr_schedule", train.lr_schedule, training.LR_SCHEDULES)
     _require(
         _is_int(train.warmup_epochs) and 0 <= train.warmup_epochs < train.epochs,
@@ -209,7 +242,10 @@ def validate_against_data(
             f"shadows.pool_size={config.shadows.pool_size} is more than the {num_examples} "
             f"examples that data.name={config.data.name!r} has",
         )
-    sizes = {key: config.split[key] for key in ("num_target_members", "num_target_nonmembers", "num_population")}
+    sizes = {
+        key: config.split[key]
+        for key in ("num_target_members", "num_target_nonmembers", "num_population")
+    }
     total = sum(sizes.values())
     _require(
         total <= num_examples,

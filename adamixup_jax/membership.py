@@ -44,7 +44,13 @@ class Split:
         return np.concatenate([self.reference_members, self.reference_nonmembers])
 
     def save(self, path: str) -> None:
-        files.write_npz(path, **{f.name: np.asarray(getattr(self, f.name)) for f in dataclasses.fields(self)})
+        files.write_npz(
+            path,
+            **{
+                f.name: np.asarray(getattr(self, f.name))
+                for f in dataclasses.fields(self)
+            },
+        )
 
     @classmethod
     def load(cls, path: str) -> "Split":

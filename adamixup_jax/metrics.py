@@ -73,7 +73,9 @@ def boolean_mask(values, name: str) -> np.ndarray:
                 "(or booleans) are allowed."
             )
     elif values.dtype.kind != "b":
-        raise ValueError(f"{name} must be boolean or 0/1 integers, got dtype {values.dtype}.")
+        raise ValueError(
+            f"{name} must be boolean or 0/1 integers, got dtype {values.dtype}."
+        )
     return values.astype(bool)
 
 
@@ -105,9 +107,7 @@ def membership_metrics(
     roc_fpr, roc_tpr, _ = sklearn.metrics.roc_curve(
         is_member, scores, drop_intermediate=False
     )
-    tpr_at_fpr = {
-        fpr_key(f): float(roc_tpr[roc_fpr <= f].max()) for f in fprs
-    }
+    tpr_at_fpr = {fpr_key(f): float(roc_tpr[roc_fpr <= f].max()) for f in fprs}
     return {
         "auc": float(sklearn.metrics.auc(roc_fpr, roc_tpr)),
         "balanced_accuracy": float(((roc_tpr + 1.0 - roc_fpr) / 2.0).max()),

@@ -44,7 +44,9 @@ def scheduled_strength(
     elif schedule == "constant":
         value = jnp.full((), m_start, jnp.float32)
     else:
-        raise ValueError(f"schedule={schedule!r} is not allowed; choose one of {SCHEDULES}")
+        raise ValueError(
+            f"schedule={schedule!r} is not allowed; choose one of {SCHEDULES}"
+        )
     # Rounding (XLA divides by multiplying with a reciprocal) must not leave the range.
     return jnp.clip(value, min(m_start, m_end), max(m_start, m_end))
 
@@ -63,14 +65,18 @@ def partners(key: jax.Array, labels: jax.Array, pairing: str) -> jax.Array:
     if pairing == "permutation":
         return permuted
     if pairing != "different_class":
-        raise ValueError(f"pairing={pairing!r} is not allowed; choose one of {PAIRINGS}")
+        raise ValueError(
+            f"pairing={pairing!r} is not allowed; choose one of {PAIRINGS}"
+        )
     allowed = labels[:, None] != labels[None, :]  # [batch, batch]
     noise = jax.random.uniform(choice_key, allowed.shape)
     choice = jnp.argmax(jnp.where(allowed, noise, -1.0), axis=1)
     return jnp.where(allowed.any(axis=1), choice, permuted)
 
 
-def mix_inputs(inputs: jax.Array, partner_inputs: jax.Array, strength: jax.Array) -> jax.Array:
+def mix_inputs(
+    inputs: jax.Array, partner_inputs: jax.Array, strength: jax.Array
+) -> jax.Array:
     """(1 - m) * x_i + m * x_j with one strength per sample, `strength` `[batch]`."""
     m = strength.reshape((-1,) + (1,) * (inputs.ndim - 1))
     return (1.0 - m) * inputs + m * partner_inputs
@@ -89,4 +95,6 @@ def allocate_labels(
         return jnp.where(m <= 0.5, targets, partner_targets)
     if allocation == "soft":
         return (1.0 - m) * targets + m * partner_targets
-    raise ValueError(f"allocation={allocation!r} is not allowed; choose one of {ALLOCATIONS}")
+    raise ValueError(
+        f"allocation={allocation!r} is not allowed; choose one of {ALLOCATIONS}"
+    )

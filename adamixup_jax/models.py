@@ -26,7 +26,9 @@ def resolve_conv_impl(impl: str) -> str:
     choice of XLA's native convolution is not yet backed by a measurement here.
     """
     if impl not in CONV_IMPLS:
-        raise ValueError(f"model.conv_impl={impl!r} is not allowed; choose one of {CONV_IMPLS}")
+        raise ValueError(
+            f"model.conv_impl={impl!r} is not allowed; choose one of {CONV_IMPLS}"
+        )
     if impl != "auto":
         return impl
     return "shifted" if jax.default_backend() == "cpu" else "xla"
@@ -77,7 +79,9 @@ class Conv3x3(nn.Module):
             y = columns.reshape(-1, 9 * in_features) @ kernel_matrix
             y = y.reshape(batch, height, width, self.features)
         else:
-            raise ValueError(f"Conv3x3.impl={self.impl!r}; choose one of {CONV_IMPLS[1:]}")
+            raise ValueError(
+                f"Conv3x3.impl={self.impl!r}; choose one of {CONV_IMPLS[1:]}"
+            )
         return y + bias
 
 
@@ -132,7 +136,11 @@ class ColourCNN(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
-        for features, repeats in ((self.width, 2), (2 * self.width, 2), (4 * self.width, 1)):
+        for features, repeats in (
+            (self.width, 2),
+            (2 * self.width, 2),
+            (4 * self.width, 1),
+        ):
             for _ in range(repeats):
                 x = Conv3x3(features, self.conv_impl)(x)
                 x = nn.relu(_norm(self.norm, train)(x))

@@ -37,7 +37,14 @@ from adamixup_jax.config_checks import ConfigError
 
 # Keys that change how a run looks, never what it computes.
 _COSMETIC_KEYS = ("overwrite", "train.progress")
-_RUN_FILES = ("config.json", "split.npz", "shadows.npz", "results.json", "results.md", "roc.png")
+_RUN_FILES = (
+    "config.json",
+    "split.npz",
+    "shadows.npz",
+    "results.json",
+    "results.md",
+    "roc.png",
+)
 
 
 def default_config() -> ml_collections.ConfigDict:
@@ -73,7 +80,9 @@ def default_config() -> ml_collections.ConfigDict:
     # Comma-separated shadow-model attacks (need shadows.num_models > 0).
     config.shadow_attacks = ",".join(attacks.SHADOW_ATTACKS)
     config.attack.lira = ml_collections.ConfigDict()
-    config.attack.lira.fixed_variance = False  # One global variance instead of per example.
+    config.attack.lira.fixed_variance = (
+        False  # One global variance instead of per example.
+    )
     config.attack.rmia = ml_collections.ConfigDict()
     config.attack.rmia.a = 0.3  # Offline approximation of Pr(x) from OUT models.
     # Fit `a` instead on the last two shadow models (never targets), as the attacker
@@ -161,8 +170,13 @@ def _calibrated_attack(config, target_scores, reference_scores) -> dict:
     'members' or 'nonmembers'."""
 
     def with_membership(score_part):
-        member_scores, nonmember_scores = score_part("members"), score_part("nonmembers")
-        is_member = np.r_[np.ones(len(member_scores), bool), np.zeros(len(nonmember_scores), bool)]
+        member_scores, nonmember_scores = (
+            score_part("members"),
+            score_part("nonmembers"),
+        )
+        is_member = np.r_[
+            np.ones(len(member_scores), bool), np.zeros(len(nonmember_scores), bool)
+        ]
         return np.concatenate([member_scores, nonmember_scores]), is_member
 
     scores, is_member = with_membership(target_scores)
@@ -186,7 +200,9 @@ def _attack_results(config, target, reference) -> dict:
         def from_logits(model, score=score):
             return lambda part: score(model["logits"][part], model["labels"][part])
 
-        results[name] = _calibrated_attack(config, from_logits(target), from_logits(reference))
+        results[name] = _calibrated_attack(
+            config, from_logits(target), from_logits(reference)
+        )
     noise_key = jax.random.fold_in(jax.random.key(config.seed), 4)
     for name in config_checks.names(config.label_only_attacks):
         score = attacks.LABEL_ONLY_ATTACKS[name]
@@ -194,11 +210,16 @@ def _attack_results(config, target, reference) -> dict:
 
         def from_labels(model, score=score, options=options):
             return lambda part: score(
-                model["predict_labels"], model["images"][part], model["labels"][part],
-                key=noise_key, **options,
+                model["predict_labels"],
+                model["images"][part],
+                model["labels"][part],
+                key=noise_key,
+                **options,
             )
 
-        results[name] = _calibrated_attack(config, from_labels(target), from_labels(reference))
+        results[name] = _calibrated_attack(
+            config, from_labels(target), from_labels(reference)
+        )
     return results
 
 
@@ -244,7 +265,9 @@ def _train_and_score(
 
     def predict_labels(query_images):
         return np.argmax(
-            training.predict_logits(predict, result.state, query_images, config.train.eval_batch_size),
+            training.predict_logits(
+                predict, result.state, query_images, config.train.eval_batch_size
+            ),
             axis=-1,
         )
 
@@ -282,6 +305,7 @@ def _run_defense(config, model, dataset, split, defense_name) -> dict:
         jax.random.fold_in(root_key, 2),
         f"reference/{reference_defense}",
     )
+
     def accuracy(view, part):
         return training.accuracy(view["logits"][part], view["labels"][part])
 
@@ -325,9 +349,13 @@ def _batch_logits(config, model, dataset, defense_name, pool, keep, workdir):
     training seconds. The batch's keys depend on the seed only, never the defense."""
     steps_per_epoch = -(-int(keep.sum(axis=1).max()) // config.train.batch_size)
     defense = defenses.make(
-        defense_name, config, defenses.TrainingLength(config.train.epochs, steps_per_epoch)
+        defense_name,
+        config,
+        defenses.TrainingLength(config.train.epochs, steps_per_epoch),
     )
-    keys = jax.random.split(jax.random.fold_in(jax.random.key(config.seed), 3), keep.shape[0])
+    keys = jax.random.split(
+        jax.random.fold_in(jax.random.key(config.seed), 3), keep.shape[0]
+    )
     images, labels = dataset.images[pool], dataset.labels[pool]
     many = shadows.train_many(
         model,
@@ -348,18 +376,29 @@ def _batch_logits(config, model, dataset, defense_name, pool, keep, workdir):
     queries = scoring.query_transforms(
         config.scoring.num_queries, config.scoring.flip, config.scoring.shift
     )
-    logits = scoring.logits_many(model, many.state, images, queries, config.train.eval_batch_size)
+    logits = scoring.logits_many(
+        model, many.state, images, queries, config.train.eval_batch_size
+    )
     files.write_npz(
         os.path.join(workdir, "partial", f"{defense_name}_shadow_logits.npz"),
-        logits=logits, keep=keep, labels=labels, pool=pool,
+        logits=logits,
+        keep=keep,
+        labels=labels,
+        pool=pool,
     )
     scoring.export_lira_layout(
-        os.path.join(workdir, "lira_layout", defense_name), logits, keep, labels, config.train.epochs
+        os.path.join(workdir, "lira_layout", defense_name),
+        logits,
+        keep,
+        labels,
+        config.train.epochs,
     )
     return logits, many.seconds
 
 
-def _shadow_attack_results(config, defense_name, target_logits, shadow_logits, keep, labels):
+def _shadow_attack_results(
+    config, defense_name, target_logits, shadow_logits, keep, labels
+):
     """Each shadow attack, leave-one-out over the first targets: target t is model t of
     the defended batch, its shadows the other models of the shadow batch (the same
     batch for an adaptive attacker, `attack.shadow_defense='same'`)."""
@@ -375,20 +414,31 @@ def _shadow_attack_results(config, defense_name, target_logits, shadow_logits, k
             fitted_a = rmia.fit_a(shadow_logits, keep, labels, last, last - 1)
             options["a"] = fitted_a
 
-        def with_target_swapped_in(logits, keep, labels, target, score=score, **options):
+        def with_target_swapped_in(
+            logits, keep, labels, target, score=score, **options
+        ):
             combined = shadow_logits.copy()
             combined[target] = logits[target]
             return score(combined, keep, labels, target, **options)
 
         results[name] = attack_shadow.evaluate(
-            with_target_swapped_in, target_logits, keep, labels,
-            range(config.shadows.num_targets), fprs=tuple(config.report.fprs), **options,
+            with_target_swapped_in,
+            target_logits,
+            keep,
+            labels,
+            range(config.shadows.num_targets),
+            fprs=tuple(config.report.fprs),
+            **options,
         )
         if fitted_a is not None:
             results[name]["fitted_a"] = fitted_a
         logging.info(
-            "Defense %s, %s: AUC %.3f ± %.3f over %d targets", defense_name, name,
-            results[name]["auc"]["mean"], results[name]["auc"]["std"], config.shadows.num_targets,
+            "Defense %s, %s: AUC %.3f ± %.3f over %d targets",
+            defense_name,
+            name,
+            results[name]["auc"]["mean"],
+            results[name]["auc"]["std"],
+            config.shadows.num_targets,
         )
     return results
 
@@ -403,7 +453,9 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
         dataset = data.load(config.data)
     except ValueError as error:
         raise ConfigError(str(error)) from error
-    config_checks.validate_against_data(config, len(dataset.labels), dataset.num_classes)
+    config_checks.validate_against_data(
+        config, len(dataset.labels), dataset.num_classes
+    )
     prepare_workdir(config, workdir)
     logging.info(
         "Run: data=%s (%d examples, %d classes), model=%s, defenses=%s, attacks=%s",
@@ -418,14 +470,22 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     split = membership.split(len(dataset.labels), config.split)
     files.write_json(
         os.path.join(workdir, "config.json"),
-        {"config": _comparable(config), "jax_version": jax.__version__, "backend": jax.default_backend()},
+        {
+            "config": _comparable(config),
+            "jax_version": jax.__version__,
+            "backend": jax.default_backend(),
+        },
     )
     split.save(os.path.join(workdir, "split.npz"))
     model = models.create(config.model, dataset.num_classes)
     if config.shadows.num_models:
-        order = np.random.default_rng(config.shadows.seed).permutation(len(dataset.labels))
+        order = np.random.default_rng(config.shadows.seed).permutation(
+            len(dataset.labels)
+        )
         pool = order[: config.shadows.pool_size]
-        keep = membership.keep_masks(config.shadows.num_models, len(pool), config.shadows.seed)
+        keep = membership.keep_masks(
+            config.shadows.num_models, len(pool), config.shadows.seed
+        )
         files.write_npz(os.path.join(workdir, "shadows.npz"), pool=pool, keep=keep)
 
     per_defense = {}
@@ -435,14 +495,24 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
         if os.path.exists(partial_path):
             with open(partial_path, encoding="utf-8") as f:
                 per_defense[defense_name] = json.load(f)
-            logging.info("Defense %s: reusing finished results from %s", defense_name, partial_path)
+            logging.info(
+                "Defense %s: reusing finished results from %s",
+                defense_name,
+                partial_path,
+            )
             continue
-        per_defense[defense_name] = _run_defense(config, model, dataset, split, defense_name)
+        per_defense[defense_name] = _run_defense(
+            config, model, dataset, split, defense_name
+        )
         if config.shadows.num_models:
             shadow_defense = config.attack.shadow_defense
-            shadow_defense = defense_name if shadow_defense == "same" else shadow_defense
+            shadow_defense = (
+                defense_name if shadow_defense == "same" else shadow_defense
+            )
             for name in {defense_name, shadow_defense} - set(batches):
-                batches[name] = _batch_logits(config, model, dataset, name, pool, keep, workdir)
+                batches[name] = _batch_logits(
+                    config, model, dataset, name, pool, keep, workdir
+                )
             per_defense[defense_name]["shadow_defense"] = shadow_defense
             per_defense[defense_name]["shadow_train_seconds"] = batches[defense_name][1]
             per_defense[defense_name]["shadow_attacks"] = _shadow_attack_results(

@@ -101,7 +101,9 @@ def shadow_table(results: dict) -> str:
     ]
     if not rows:
         return ""
-    fpr_keys = sorted({key for *_, summary in rows for key in summary["tpr_at_fpr"]}, key=float)
+    fpr_keys = sorted(
+        {key for *_, summary in rows for key in summary["tpr_at_fpr"]}, key=float
+    )
     header = ["defense", "attack", "targets", "AUC"] + [
         f"TPR@{100.0 * float(key):g}%FPR" for key in fpr_keys
     ]
@@ -159,7 +161,9 @@ def _curves(results: dict) -> dict[str, list[tuple[str, dict, float]]]:
     for defense_name, defense in results["defenses"].items():
         for attack_name, attack in defense["attacks"].items():
             free = attack["threshold_free"]
-            panels.setdefault(attack_name, []).append((defense_name, free["roc"], free["auc"]))
+            panels.setdefault(attack_name, []).append(
+                (defense_name, free["roc"], free["auc"])
+            )
         for attack_name, summary in defense.get("shadow_attacks", {}).items():
             panels.setdefault(attack_name, []).append(
                 (defense_name, summary["roc"], summary["auc"]["mean"])

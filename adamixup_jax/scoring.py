@@ -15,7 +15,9 @@ import numpy as np
 from adamixup_jax import files, training
 
 
-def query_transforms(num_queries: int, flip: bool, shift: int) -> list[tuple[bool, int, int]]:
+def query_transforms(
+    num_queries: int, flip: bool, shift: int
+) -> list[tuple[bool, int, int]]:
     """The first `num_queries` of: identity, flip, then shifts by `shift` pixels
     (down, up, right, left), each also flipped when `flip`. Entries are
     (flip, dy, dx)."""
@@ -60,7 +62,9 @@ def logits_many(
     @jax.jit
     def batch_logits(params, batch_stats, batch):
         per_query = [
-            jax.vmap(predict, in_axes=(0, 0, None))(params, batch_stats, transform(batch, *q))
+            jax.vmap(predict, in_axes=(0, 0, None))(
+                params, batch_stats, transform(batch, *q)
+            )
             for q in queries
         ]
         return jnp.stack(per_query, axis=2)  # [models, batch, queries, classes]
@@ -72,13 +76,17 @@ def logits_many(
         real = chunk.shape[0]
         if real < batch_size and num > batch_size:
             # Pad the last batch so only one shape is ever compiled.
-            chunk = np.concatenate([chunk, np.repeat(chunk[:1], batch_size - real, axis=0)])
+            chunk = np.concatenate(
+                [chunk, np.repeat(chunk[:1], batch_size - real, axis=0)]
+            )
         logits = batch_logits(state.params, state.batch_stats, jnp.asarray(chunk))
         outputs.append(np.asarray(logits, np.float32)[:, :real])
     return np.concatenate(outputs, axis=1)
 
 
-def export_lira_layout(folder: str, logits: np.ndarray, keep: np.ndarray, labels: np.ndarray, epochs: int) -> None:
+def export_lira_layout(
+    folder: str, logits: np.ndarray, keep: np.ndarray, labels: np.ndarray, epochs: int
+) -> None:
     """Writes a batch in the folder layout of the LiRA reference scripts:
     `folder/y_train.npy` (labels [N]), and per model m
     `folder/experiment-<m>_<M>/keep.npy` (bool [N]) and
@@ -116,4 +124,8 @@ def import_lira_layout(folder: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]
         newest = sorted(f for f in os.listdir(logits_folder) if f.endswith(".npy"))[-1]
         logits.append(np.load(os.path.join(logits_folder, newest))[:, 0])
         keep.append(np.load(os.path.join(folder, name, "keep.npy")).astype(bool))
-    return np.stack(logits), np.stack(keep), np.load(os.path.join(folder, "y_train.npy"))
+    return (
+        np.stack(logits),
+        np.stack(keep),
+        np.load(os.path.join(folder, "y_train.npy")),
+    )

@@ -37,9 +37,13 @@ def default_config() -> ml_collections.ConfigDict:
     # Even, so every pool example is IN for exactly half of them.
     config.num_models = 0
     config.pool_size = 1000  # Examples in the pool; each model trains on about half.
-    config.num_targets = 4  # The first models, each attacked with the others as shadows.
+    config.num_targets = (
+        4  # The first models, each attacked with the others as shadows.
+    )
     config.seed = 0  # Seeds the pool and the keep masks.
-    config.chunk_size = 0  # Models trained at once (0 = all); a multiple of the devices.
+    config.chunk_size = (
+        0  # Models trained at once (0 = all); a multiple of the devices.
+    )
     config.batching = "auto"  # 'vmap', 'map' or 'auto' (the measured winner here).
     # Orbax checkpoint of the stacked state every this many epochs (0 = only when a
     # chunk finishes); a killed run resumes from the last one.
@@ -72,7 +76,9 @@ def resolve_batching(batching: str, mesh: Mesh) -> str:
     device beat vmap, since one model already saturates the cores there.
     """
     if batching not in BATCHINGS:
-        raise ValueError(f"shadows.batching={batching!r} is not allowed; choose one of {BATCHINGS}")
+        raise ValueError(
+            f"shadows.batching={batching!r} is not allowed; choose one of {BATCHINGS}"
+        )
     if batching != "auto":
         return batching
     return "map" if jax.default_backend() == "cpu" and mesh.size == 1 else "vmap"
@@ -83,7 +89,9 @@ def member_slots(keep: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     (padding repeats the model's own examples) and `[M, L]` float32 weights (0 = pad)."""
     counts = keep.sum(axis=1)
     if np.any(counts == 0):
-        raise ValueError(f"models {np.flatnonzero(counts == 0).tolist()} have no IN examples")
+        raise ValueError(
+            f"models {np.flatnonzero(counts == 0).tolist()} have no IN examples"
+        )
     length = int(counts.max())
     slots = np.stack([np.resize(np.flatnonzero(row), length) for row in keep])
     weights = (np.arange(length)[None, :] < counts[:, None]).astype(np.float32)
@@ -138,7 +146,8 @@ def build_program(
 
     model_sharded = NamedSharding(mesh, PartitionSpec(MODEL_AXIS))
     init = jax.jit(
-        lambda keys: _init_many(model, tx, keys, image_shape), out_shardings=model_sharded
+        lambda keys: _init_many(model, tx, keys, image_shape),
+        out_shardings=model_sharded,
     )
     return init, jax.jit(many, donate_argnums=0)
 
@@ -189,7 +198,14 @@ def train_many(
     slots, slot_weights = member_slots(keep)
     steps_per_epoch = -(-slots.shape[1] // config.batch_size)
     init, many_epoch = build_program(
-        model, defense, config, num_classes, images.shape[1:], steps_per_epoch, mesh, batching
+        model,
+        defense,
+        config,
+        num_classes,
+        images.shape[1:],
+        steps_per_epoch,
+        mesh,
+        batching,
     )
     model_sharded = NamedSharding(mesh, PartitionSpec(MODEL_AXIS))
     replicated = NamedSharding(mesh, PartitionSpec())
@@ -213,15 +229,22 @@ def train_many(
         done_epochs, manager = 0, None
         if checkpoint_dir:
             manager = ocp.CheckpointManager(
-                os.path.join(os.path.abspath(checkpoint_dir), f"chunk_{first // chunk_size:04d}"),
+                os.path.join(
+                    os.path.abspath(checkpoint_dir), f"chunk_{first // chunk_size:04d}"
+                ),
                 options=ocp.CheckpointManagerOptions(max_to_keep=1),
             )
             if manager.latest_step() is not None:
                 done_epochs = manager.latest_step()
-                state = manager.restore(done_epochs, args=ocp.args.StandardRestore(state))
+                state = manager.restore(
+                    done_epochs, args=ocp.args.StandardRestore(state)
+                )
                 logging.info(
                     "%s models %d-%d: resumed from the checkpoint after epoch %d",
-                    description, chunk.start, chunk.stop - 1, done_epochs,
+                    description,
+                    chunk.start,
+                    chunk.stop - 1,
+                    done_epochs,
                 )
         chunk_slots = jax.device_put(slots[take], model_sharded)
         chunk_weights = jax.device_put(slot_weights[take], model_sharded)
@@ -233,7 +256,9 @@ def train_many(
             disable=not config.progress,
         )
         for epoch_index in bar:
-            epoch_keys = jax.vmap(jax.random.fold_in, in_axes=(0, None))(train_keys, epoch_index)
+            epoch_keys = jax.vmap(jax.random.fold_in, in_axes=(0, None))(
+                train_keys, epoch_index
+            )
             state, metrics = many_epoch(
                 state,
                 device_images,
@@ -246,7 +271,9 @@ def train_many(
             bar.set_postfix(loss=loss, refresh=False)
             finished = epoch_index + 1
             every = checkpoint_every_epochs
-            if manager and (finished == config.epochs or (every and finished % every == 0)):
+            if manager and (
+                finished == config.epochs or (every and finished % every == 0)
+            ):
                 # Synchronous: the next epoch donates (reuses) these buffers.
                 manager.save(finished, args=ocp.args.StandardSave(state))
                 manager.wait_until_finished()
@@ -254,9 +281,15 @@ def train_many(
             manager.close()
         logging.info(
             "%s models %d-%d: %d epochs, final mean loss %.4f",
-            description, chunk.start, chunk.stop - 1, config.epochs, loss,
+            description,
+            chunk.start,
+            chunk.stop - 1,
+            config.epochs,
+            loss,
         )
-        chunks.append(jax.tree.map(lambda leaf: leaf[: chunk.stop - chunk.start], state))
+        chunks.append(
+            jax.tree.map(lambda leaf: leaf[: chunk.stop - chunk.start], state)
+        )
     state = jax.tree.map(lambda *leaves: jnp.concatenate(leaves), *chunks)
     jax.block_until_ready(state)
     return ManyResult(state=state, seconds=time.perf_counter() - start)

@@ -21,7 +21,7 @@ from absl import logging
 from tqdm import auto as tqdm
 
 from adamixup_jax import data
-from adamixup_jax.defenses import Defense, TrainingLength
+from adamixup_jax.defenses import Defense
 
 LR_SCHEDULES = ("cosine", "constant", "step")
 
@@ -32,7 +32,9 @@ def default_config() -> ml_collections.ConfigDict:
     config.epochs = 60
     config.batch_size = 64
     config.learning_rate = 0.05  # Peak learning rate of SGD.
-    config.lr_schedule = "cosine"  # 'cosine' (to 0), 'constant' or 'step' (x0.1 at 50%, 75%).
+    config.lr_schedule = (
+        "cosine"  # 'cosine' (to 0), 'constant' or 'step' (x0.1 at 50%, 75%).
+    )
     config.warmup_epochs = 0  # Linear warm-up from 0, before the schedule.
     config.momentum = 0.9
     config.weight_decay = 5e-4  # Decoupled L2 added to the gradient (SGD-style).
@@ -181,7 +183,9 @@ def make_epoch_fn(train_step: Callable, batch_size: int) -> Callable:
 
     def epoch(state, images, labels, slots, slot_weights, key):
         order_key, step_key = jax.random.split(key)
-        positions, position_weights = epoch_batches(order_key, slots.shape[0], batch_size)
+        positions, position_weights = epoch_batches(
+            order_key, slots.shape[0], batch_size
+        )
         example_indices = slots[positions]  # [steps, batch]
         weights = slot_weights[positions] * position_weights
         step_keys = jax.random.split(step_key, positions.shape[0])
@@ -265,7 +269,10 @@ def train_one(
     slot_weights = jnp.ones(images.shape[0], jnp.float32)
 
     eval_sets = {
-        name: (eval_images[: config.log_eval_examples], eval_labels[: config.log_eval_examples])
+        name: (
+            eval_images[: config.log_eval_examples],
+            eval_labels[: config.log_eval_examples],
+        )
         for name, (eval_images, eval_labels) in (eval_sets or {}).items()
     }
     history = []
@@ -290,9 +297,14 @@ def train_one(
             record[f"{name}_accuracy"] = accuracy(logits, eval_labels)
         history.append(record)
         summary = " ".join(
-            f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items()
+            f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}"
+            for k, v in record.items()
         )
         logging.info("%s epoch %s", description, summary)
-        bar.set_postfix({k: v for k, v in record.items() if k != "epoch"}, refresh=False)
+        bar.set_postfix(
+            {k: v for k, v in record.items() if k != "epoch"}, refresh=False
+        )
     jax.block_until_ready(state)
-    return TrainResult(state=state, history=history, seconds=time.perf_counter() - start)
+    return TrainResult(
+        state=state, history=history, seconds=time.perf_counter() - start
+    )

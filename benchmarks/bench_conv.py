@@ -11,7 +11,6 @@ matmul peak measured in the same run. If torch is installed, the same CNN in PyT
 is timed as a reference. `models.resolve_conv_impl('auto')` should name the winner.
 """
 
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -30,7 +29,9 @@ _REPEATS = flags.DEFINE_integer("repeats", 3, "Timings per case; the best is kep
 def forward_flops(model, image_shape) -> float:
     """FLOPs of one forward pass on one image, from XLA's cost analysis."""
     variables = model.init(jax.random.key(0), jnp.zeros((1, *image_shape)))
-    lowered = jax.jit(lambda v, x: model.apply(v, x)).lower(variables, jnp.zeros((1, *image_shape)))
+    lowered = jax.jit(lambda v, x: model.apply(v, x)).lower(
+        variables, jnp.zeros((1, *image_shape))
+    )
     cost = lowered.compile().cost_analysis()
     cost = cost[0] if isinstance(cost, (list, tuple)) else cost
     return float(cost["flops"])
@@ -95,10 +96,16 @@ def torch_seconds_per_step(image_shape, num_classes):
         return None
     channels = image_shape[-1]
     net = torch.nn.Sequential(
-        torch.nn.Conv2d(channels, 32, 3, padding=1), torch.nn.ReLU(), torch.nn.MaxPool2d(2),
-        torch.nn.Conv2d(32, 64, 3, padding=1), torch.nn.ReLU(), torch.nn.MaxPool2d(2),
-        torch.nn.Flatten(), torch.nn.Linear(64 * (image_shape[0] // 4) ** 2, 128),
-        torch.nn.ReLU(), torch.nn.Linear(128, num_classes),
+        torch.nn.Conv2d(channels, 32, 3, padding=1),
+        torch.nn.ReLU(),
+        torch.nn.MaxPool2d(2),
+        torch.nn.Conv2d(32, 64, 3, padding=1),
+        torch.nn.ReLU(),
+        torch.nn.MaxPool2d(2),
+        torch.nn.Flatten(),
+        torch.nn.Linear(64 * (image_shape[0] // 4) ** 2, 128),
+        torch.nn.ReLU(),
+        torch.nn.Linear(128, num_classes),
     )
     opt = torch.optim.SGD(net.parameters(), lr=0.05, momentum=0.9, weight_decay=5e-4)
     x = torch.rand(_BATCH.value, channels, *image_shape[:2])
@@ -119,8 +126,12 @@ def main(argv):
     image_shape = (28, 28, 1) if _MODEL.value == "mnist_cnn" else (32, 32, 3)
     num_classes = 10
     peak = matmul_peak_gflops(_REPEATS.value)
-    print(f"backend={jax.default_backend()} devices={jax.devices()} jax={jax.__version__}")
-    print(f"model={_MODEL.value} batch={_BATCH.value} steps={_STEPS.value} matmul peak={peak:.0f} GFLOP/s")
+    print(
+        f"backend={jax.default_backend()} devices={jax.devices()} jax={jax.__version__}"
+    )
+    print(
+        f"model={_MODEL.value} batch={_BATCH.value} steps={_STEPS.value} matmul peak={peak:.0f} GFLOP/s"
+    )
     rows = []
     flops = None
     for impl in models.CONV_IMPLS[1:]:
@@ -130,7 +141,9 @@ def main(argv):
     torch_s = torch_seconds_per_step(image_shape, num_classes)
     best = min(min(r[1], r[2]) for r in rows)
     print(f"training FLOPs per sample ~ {flops / 1e6:.1f} M (3x forward)")
-    print("| formulation | loop s/step | scan s/step | scan samples/s | fastest/this | % matmul peak | vs torch |")
+    print(
+        "| formulation | loop s/step | scan s/step | scan samples/s | fastest/this | % matmul peak | vs torch |"
+    )
     print("|---|---|---|---|---|---|---|")
     for impl, loop_s, scan_s in rows:
         this = min(loop_s, scan_s)
@@ -141,7 +154,9 @@ def main(argv):
             f"| {best / this:.2f} | {100 * share:.0f}% | {vs_torch} |"
         )
     if torch_s:
-        print(f"| torch (CPU) | {torch_s:.4f} | - | {_BATCH.value / torch_s:,.0f} | {best / torch_s:.2f} | - | 1.00x |")
+        print(
+            f"| torch (CPU) | {torch_s:.4f} | - | {_BATCH.value / torch_s:,.0f} | {best / torch_s:.2f} | - | 1.00x |"
+        )
     # Training runs the scan, so the scan time decides.
     winner = min(rows, key=lambda r: r[2])[0]
     print(

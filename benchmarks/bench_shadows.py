@@ -48,10 +48,16 @@ def _torch_seconds_per_epoch(image_shape, num_examples, num_classes):
     if _MODEL.value != "mnist_cnn":
         return None
     net = torch.nn.Sequential(
-        torch.nn.Conv2d(image_shape[-1], 32, 3, padding=1), torch.nn.ReLU(), torch.nn.MaxPool2d(2),
-        torch.nn.Conv2d(32, 64, 3, padding=1), torch.nn.ReLU(), torch.nn.MaxPool2d(2),
-        torch.nn.Flatten(), torch.nn.Linear(64 * (image_shape[0] // 4) ** 2, 128),
-        torch.nn.ReLU(), torch.nn.Linear(128, num_classes),
+        torch.nn.Conv2d(image_shape[-1], 32, 3, padding=1),
+        torch.nn.ReLU(),
+        torch.nn.MaxPool2d(2),
+        torch.nn.Conv2d(32, 64, 3, padding=1),
+        torch.nn.ReLU(),
+        torch.nn.MaxPool2d(2),
+        torch.nn.Flatten(),
+        torch.nn.Linear(64 * (image_shape[0] // 4) ** 2, 128),
+        torch.nn.ReLU(),
+        torch.nn.Linear(128, num_classes),
     )
     opt = torch.optim.SGD(net.parameters(), lr=0.05, momentum=0.9, weight_decay=5e-4)
     x = torch.rand(num_examples, image_shape[-1], *image_shape[:2])
@@ -60,7 +66,9 @@ def _torch_seconds_per_epoch(image_shape, num_examples, num_classes):
     def epoch():
         for i in range(0, num_examples, _BATCH.value):
             opt.zero_grad()
-            loss = torch.nn.functional.cross_entropy(net(x[i : i + _BATCH.value]), y[i : i + _BATCH.value])
+            loss = torch.nn.functional.cross_entropy(
+                net(x[i : i + _BATCH.value]), y[i : i + _BATCH.value]
+            )
             loss.backward()
             opt.step()
 
@@ -78,19 +86,32 @@ def main(argv):
     config.name = _MODEL.value
     model = models.create(config, num_classes)
     variables = model.init(jax.random.key(0), np.zeros((1, *image_shape), np.float32))
-    cost = jax.jit(model.apply).lower(variables, np.zeros((1, *image_shape), np.float32)).compile().cost_analysis()
+    cost = (
+        jax.jit(model.apply)
+        .lower(variables, np.zeros((1, *image_shape), np.float32))
+        .compile()
+        .cost_analysis()
+    )
     cost = cost[0] if isinstance(cost, (list, tuple)) else cost
     train_flops = 3 * float(cost["flops"])
     peak = matmul_peak_gflops(3)
     per_model = _POOL.value // 2
     torch_epoch = _torch_seconds_per_epoch(image_shape, per_model, num_classes)
 
-    print(f"backend={jax.default_backend()} devices={jax.device_count()} jax={jax.__version__}")
-    print(f"model={_MODEL.value} pool={_POOL.value} (each model trains on {per_model}) batch={_BATCH.value}")
-    print(f"matmul peak {peak:.0f} GFLOP/s; training {train_flops / 1e6:.1f} MFLOP/sample")
+    print(
+        f"backend={jax.default_backend()} devices={jax.device_count()} jax={jax.__version__}"
+    )
+    print(
+        f"model={_MODEL.value} pool={_POOL.value} (each model trains on {per_model}) batch={_BATCH.value}"
+    )
+    print(
+        f"matmul peak {peak:.0f} GFLOP/s; training {train_flops / 1e6:.1f} MFLOP/sample"
+    )
     auto = shadows.resolve_batching("auto", shadows.model_mesh())
     print(f"shadows.resolve_batching('auto') = {auto!r} here")
-    print("| K | batching | (a) batched samples/s | (b) sequential samples/s | (c) torch samples/s | a/b | a/c | a % of peak |")
+    print(
+        "| K | batching | (a) batched samples/s | (b) sequential samples/s | (c) torch samples/s | a/b | a/c | a % of peak |"
+    )
     print("|---|---|---|---|---|---|---|---|")
     for k in (int(v) for v in _MODELS.value):
         keep = membership.keep_masks(max(k, 2), _POOL.value, seed=0)[:k]
@@ -99,16 +120,28 @@ def main(argv):
         slots, weights = shadows.member_slots(keep)
         steps = -(-slots.shape[1] // _BATCH.value)
         mesh = shadows.model_mesh()
-        device_images, device_labels = jax.numpy.asarray(images), jax.numpy.asarray(labels)
+        device_images, device_labels = (
+            jax.numpy.asarray(images),
+            jax.numpy.asarray(labels),
+        )
 
         def batched_epoch_seconds(batching):
             init, epoch = shadows.build_program(
-                model, erm.Erm(), _config(), num_classes, image_shape, steps, mesh, batching
+                model,
+                erm.Erm(),
+                _config(),
+                num_classes,
+                image_shape,
+                steps,
+                mesh,
+                batching,
             )
             state = [init(keys)]
 
             def run():
-                state[0], _ = epoch(state[0], device_images, device_labels, slots, weights, keys)
+                state[0], _ = epoch(
+                    state[0], device_images, device_labels, slots, weights, keys
+                )
                 jax.block_until_ready(state[0])
 
             return _seconds_per_epoch(run, _EPOCHS.value)
@@ -116,18 +149,32 @@ def main(argv):
         def sequential_epoch_seconds():
             # The same step, one model after another, each model its own state.
             init, _ = shadows.build_program(
-                model, erm.Erm(), _config(), num_classes, image_shape, steps, mesh, "vmap"
+                model,
+                erm.Erm(),
+                _config(),
+                num_classes,
+                image_shape,
+                steps,
+                mesh,
+                "vmap",
             )
             tx = training.make_optimizer(_config(), steps)
             step = training.make_train_step(model, tx, erm.Erm(), num_classes)
-            epoch = jax.jit(training.make_epoch_fn(step, _BATCH.value), donate_argnums=0)
+            epoch = jax.jit(
+                training.make_epoch_fn(step, _BATCH.value), donate_argnums=0
+            )
             stacked = init(keys)
             states = [jax.tree.map(lambda leaf: leaf[m], stacked) for m in range(k)]
 
             def run():
                 for m in range(k):
                     states[m], _ = epoch(
-                        states[m], device_images, device_labels, slots[m], weights[m], keys[m]
+                        states[m],
+                        device_images,
+                        device_labels,
+                        slots[m],
+                        weights[m],
+                        keys[m],
                     )
                 jax.block_until_ready(states)
 

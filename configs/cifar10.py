@@ -1,6 +1,6 @@
 """CIFAR-10 from tfds (60,000 32x32 colour images; downloads on first use).
 
-    python experiments/run.py --config=configs/cifar10.py --workdir=runs/cifar10
+python experiments/run.py --config=configs/cifar10.py --workdir=runs/cifar10
 """
 
 from adamixup_jax import pipeline

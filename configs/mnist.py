@@ -1,6 +1,6 @@
 """Full MNIST from tfds (70,000 digits; downloads on first use, then cached as .npz).
 
-    python experiments/run.py --config=configs/mnist.py --workdir=runs/mnist
+python experiments/run.py --config=configs/mnist.py --workdir=runs/mnist
 """
 
 from adamixup_jax import pipeline

@@ -26,5 +26,7 @@ def get_config():
     config.shadows.num_targets = 2
     config.scoring.num_queries = 2
     config.attack.shokri.epochs = 20
-    config.attack.lira.fixed_variance = True  # Two IN shadows per example are too few otherwise.
+    config.attack.lira.fixed_variance = (
+        True  # Two IN shadows per example are too few otherwise.
+    )
     return config

@@ -13,8 +13,12 @@ from ml_collections import config_flags
 from adamixup_jax import pipeline
 from adamixup_jax.config_checks import ConfigError
 
-_CONFIG = config_flags.DEFINE_config_file("config", "configs/quickstart.py", "Run config file.")
-_WORKDIR = flags.DEFINE_string("workdir", None, "Folder for the run's files.", required=True)
+_CONFIG = config_flags.DEFINE_config_file(
+    "config", "configs/quickstart.py", "Run config file."
+)
+_WORKDIR = flags.DEFINE_string(
+    "workdir", None, "Folder for the run's files.", required=True
+)
 
 
 def main(argv):

@@ -219,7 +219,9 @@ def test_unknown_attack_names_the_key_and_allowed_names():
 
 
 def test_loss_keeps_ranking_very_confident_rows():
-    logits = np.array([[40.0, 0.0, 0.0], [45.0, 0.0, 0.0], [60.0, 0.0, 0.0], [80.0, 0.0, 0.0]])
+    logits = np.array(
+        [[40.0, 0.0, 0.0], [45.0, 0.0, 0.0], [60.0, 0.0, 0.0], [80.0, 0.0, 0.0]]
+    )
     scores = attacks.get("loss")(logits, np.zeros(4, int))
     assert np.all(np.diff(scores) > 0)
     np.testing.assert_allclose(scores, -2.0 * np.exp(-logits[:, 0]), rtol=1e-9)

@@ -36,10 +36,21 @@ _TRAIN = textwrap.dedent(
 
 
 def _train(checkpoint_dir=None, fingerprint="test"):
-    images, labels, keep, config, keys = test_shadows._setup(num_models=4, epochs=EPOCHS)
+    images, labels, keep, config, keys = test_shadows._setup(
+        num_models=4, epochs=EPOCHS
+    )
     return shadows.train_many(
-        test_shadows._tiny_model(), erm.Erm(), config, images, labels, keep, 10, keys,
-        chunk_size=2, checkpoint_dir=checkpoint_dir, checkpoint_every_epochs=1,
+        test_shadows._tiny_model(),
+        erm.Erm(),
+        config,
+        images,
+        labels,
+        keep,
+        10,
+        keys,
+        chunk_size=2,
+        checkpoint_dir=checkpoint_dir,
+        checkpoint_every_epochs=1,
         fingerprint=fingerprint,
     )
 
@@ -57,8 +68,10 @@ def _latest_steps(checkpoint_dir):
 def test_killed_run_resumes_to_the_uninterrupted_result(tmp_path):
     checkpoint_dir = str(tmp_path / "checkpoints")
     process = subprocess.Popen(
-        [sys.executable, "-c", _TRAIN, checkpoint_dir], cwd=ROOT,
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [sys.executable, "-c", _TRAIN, checkpoint_dir],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline and process.poll() is None:
@@ -71,11 +84,15 @@ def test_killed_run_resumes_to_the_uninterrupted_result(tmp_path):
     process.wait()
     interrupted = _latest_steps(checkpoint_dir)
     assert interrupted, "no checkpoint was written before the kill"
-    assert interrupted.get("chunk_0001") != EPOCHS, f"the run was not interrupted: {interrupted}"
+    assert interrupted.get("chunk_0001") != EPOCHS, (
+        f"the run was not interrupted: {interrupted}"
+    )
 
     resumed = _train(checkpoint_dir)
     uninterrupted = _train()
-    jax.tree.map(np.testing.assert_array_equal, resumed.state.params, uninterrupted.state.params)
+    jax.tree.map(
+        np.testing.assert_array_equal, resumed.state.params, uninterrupted.state.params
+    )
     assert _latest_steps(checkpoint_dir) == {"chunk_0000": EPOCHS, "chunk_0001": EPOCHS}
 
 
@@ -89,7 +106,10 @@ def test_finished_chunks_are_not_retrained(tmp_path):
     again = _train(checkpoint_dir)
     jax.tree.map(np.testing.assert_array_equal, first.state.params, again.state.params)
     for chunk, mtime in written.items():  # nothing trained, so nothing saved again
-        assert os.stat(os.path.join(checkpoint_dir, chunk, str(EPOCHS))).st_mtime_ns == mtime
+        assert (
+            os.stat(os.path.join(checkpoint_dir, chunk, str(EPOCHS))).st_mtime_ns
+            == mtime
+        )
 
 
 def test_checkpoints_of_a_different_run_are_refused(tmp_path):

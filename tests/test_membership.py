@@ -29,7 +29,12 @@ def test_roles_are_disjoint_and_sized(members, nonmembers, extra, slack, seed):
     population = members + extra
     n = members + nonmembers + population + slack
     split = membership.split(n, _config(members, nonmembers, population, seed))
-    roles = [split.target_members, split.target_nonmembers, split.reference_members, split.reference_nonmembers]
+    roles = [
+        split.target_members,
+        split.target_nonmembers,
+        split.reference_members,
+        split.reference_nonmembers,
+    ]
     assert [len(r) for r in roles] == [members, nonmembers, members, extra]
     joined = np.concatenate(roles)
     assert len(np.unique(joined)) == len(joined)
@@ -65,11 +70,15 @@ def test_split_round_trips_through_its_file(tmp_path):
     split.save(str(tmp_path / "split.npz"))
     loaded = membership.Split.load(str(tmp_path / "split.npz"))
     assert loaded.seed == 9 and loaded.num_examples == 1000
-    np.testing.assert_array_equal(loaded.reference_nonmembers, split.reference_nonmembers)
+    np.testing.assert_array_equal(
+        loaded.reference_nonmembers, split.reference_nonmembers
+    )
     np.testing.assert_array_equal(loaded.population, split.population)
 
 
-@pytest.mark.parametrize("models, examples", [(2, 10), (16, 1024), (16, 1003), (64, 500)])
+@pytest.mark.parametrize(
+    "models, examples", [(2, 10), (16, 1024), (16, 1003), (64, 500)]
+)
 def test_keep_masks_are_balanced_per_example_and_model(models, examples):
     keep = membership.keep_masks(models, examples, seed=1)
     assert keep.shape == (models, examples) and keep.dtype == bool

@@ -22,7 +22,9 @@ def test_conv_formulations_match_xla_conv(impl, in_features):
 
 def test_conv_matches_a_hand_computed_3x3_sum():
     x = jnp.arange(16.0).reshape(1, 4, 4, 1)
-    kernel = jnp.zeros((3, 3, 1, 1)).at[0, 2, 0, 0].set(1.0)  # picks the up-right neighbour
+    kernel = (
+        jnp.zeros((3, 3, 1, 1)).at[0, 2, 0, 0].set(1.0)
+    )  # picks the up-right neighbour
     variables = {"params": {"kernel": kernel, "bias": jnp.array([0.5])}}
     y = models.Conv3x3(1, impl="shifted").apply(variables, x)[0, :, :, 0]
     assert float(y[1, 1]) == 2.0 + 0.5  # x[0, 2]
@@ -30,7 +32,9 @@ def test_conv_matches_a_hand_computed_3x3_sum():
 
 
 def test_max_pool_takes_the_max_of_each_2x2_block():
-    x = jnp.array([[1.0, 5.0, 2.0], [3.0, 4.0, 9.0], [7.0, 0.0, 8.0]]).reshape(1, 3, 3, 1)
+    x = jnp.array([[1.0, 5.0, 2.0], [3.0, 4.0, 9.0], [7.0, 0.0, 8.0]]).reshape(
+        1, 3, 3, 1
+    )
     np.testing.assert_array_equal(models.max_pool_2x2(x)[0, :, :, 0], [[5.0]])
 
 
@@ -41,7 +45,14 @@ def test_auto_impl_is_shifted_on_cpu_and_unknown_impl_is_refused():
         models.resolve_conv_impl("fft")
 
 
-@pytest.mark.parametrize("name, shape", [("mnist_cnn", (28, 28, 1)), ("cifar_cnn", (32, 32, 3)), ("cifar_cnn", (96, 96, 3))])
+@pytest.mark.parametrize(
+    "name, shape",
+    [
+        ("mnist_cnn", (28, 28, 1)),
+        ("cifar_cnn", (32, 32, 3)),
+        ("cifar_cnn", (96, 96, 3)),
+    ],
+)
 def test_models_give_logits_per_class(name, shape):
     config = models.default_config()
     config.name = name

@@ -16,7 +16,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _config(name="smoke"):
-    spec = importlib.util.spec_from_file_location(name, os.path.join(ROOT, "configs", f"{name}.py"))
+    spec = importlib.util.spec_from_file_location(
+        name, os.path.join(ROOT, "configs", f"{name}.py")
+    )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module.get_config()
@@ -43,7 +45,12 @@ def test_main_job_writes_every_file_with_its_keys(smoke_run):
         assert defense["generalization_gap"] == pytest.approx(
             defense["train_accuracy"] - defense["test_accuracy"]
         )
-        assert set(defense["attacks"]) == {"loss", "confidence", "entropy", "modified_entropy"}
+        assert set(defense["attacks"]) == {
+            "loss",
+            "confidence",
+            "entropy",
+            "modified_entropy",
+        }
         for attack in defense["attacks"].values():
             free = attack["threshold_free"]
             assert 0.0 <= free["auc"] <= 1.0
@@ -60,12 +67,18 @@ def test_main_job_writes_every_file_with_its_keys(smoke_run):
     assert table.count("| erm |") == 4 + 5 and table.count("| adamixup |") == 4 + 5
     for defense in saved["defenses"].values():
         assert set(defense["shadow_attacks"]) == {
-            "lira_online", "lira_offline", "rmia", "rmia_online", "shokri"
+            "lira_online",
+            "lira_offline",
+            "rmia",
+            "rmia_online",
+            "shokri",
         }
         for summary in defense["shadow_attacks"].values():
             assert summary["targets"] == [0, 1]
             assert 0.0 <= summary["auc"]["mean"] <= 1.0
-    with np.load(os.path.join(workdir, "partial", "erm_shadow_logits.npz")) as saved_logits:
+    with np.load(
+        os.path.join(workdir, "partial", "erm_shadow_logits.npz")
+    ) as saved_logits:
         assert saved_logits["logits"].shape == (4, 64, 2, 10)
         assert np.all(saved_logits["keep"].sum(axis=0) == 2)
         exported, exported_keep, _ = scoring.import_lira_layout(
@@ -145,7 +158,9 @@ def test_non_adaptive_attacker_uses_erm_shadows(smoke_run, tmp_path):
     # Same targets, other shadows: the numbers move.
     assert (
         defense["shadow_attacks"]["lira_offline"]["per_target"]
-        != adaptive["defenses"]["adamixup"]["shadow_attacks"]["lira_offline"]["per_target"]
+        != adaptive["defenses"]["adamixup"]["shadow_attacks"]["lira_offline"][
+            "per_target"
+        ]
     )
 
 
@@ -174,7 +189,10 @@ def test_same_config_gives_the_same_numbers(smoke_run, tmp_path):
     config = _config()
     config.defenses = "adamixup"
     again = pipeline.run(config, str(tmp_path))
-    assert again["defenses"]["adamixup"]["attacks"] == results["defenses"]["adamixup"]["attacks"]
+    assert (
+        again["defenses"]["adamixup"]["attacks"]
+        == results["defenses"]["adamixup"]["attacks"]
+    )
 
 
 @pytest.mark.parametrize(
@@ -221,18 +239,31 @@ def test_bad_config_is_refused_naming_the_key_before_training(key, value, tmp_pa
 
 def test_command_line_prints_one_error_line_and_exits_2(tmp_path):
     completed = subprocess.run(
-        [sys.executable, os.path.join(ROOT, "experiments", "run.py"),
-         "--config=" + os.path.join(ROOT, "configs", "smoke.py"),
-         f"--workdir={tmp_path}", "--config.adamixup.m_start=0.7"],
-        capture_output=True, text=True, timeout=300, cwd=ROOT,
+        [
+            sys.executable,
+            os.path.join(ROOT, "experiments", "run.py"),
+            "--config=" + os.path.join(ROOT, "configs", "smoke.py"),
+            f"--workdir={tmp_path}",
+            "--config.adamixup.m_start=0.7",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
     )
     assert completed.returncode == 2, completed.stderr[-2000:]
-    errors = [line for line in completed.stderr.splitlines() if line.startswith("error: ")]
-    assert len(errors) == 1 and "adamixup.m_start=0.7" in errors[0], completed.stderr[-2000:]
+    errors = [
+        line for line in completed.stderr.splitlines() if line.startswith("error: ")
+    ]
+    assert len(errors) == 1 and "adamixup.m_start=0.7" in errors[0], completed.stderr[
+        -2000:
+    ]
     assert "Traceback" not in completed.stderr
 
 
-@pytest.mark.parametrize("name", ["quickstart", "smoke", "mnist", "cifar10", "stl10", "lfw"])
+@pytest.mark.parametrize(
+    "name", ["quickstart", "smoke", "mnist", "cifar10", "stl10", "lfw"]
+)
 def test_every_shipped_config_is_valid(name):
     from adamixup_jax import config_checks
 

@@ -197,9 +197,7 @@ def test_fit_a_picks_the_grid_value_with_the_best_auc():
     usable = ~keep[2]
     pair_logits, pair_keep = logits[[1, 2]][:, usable], keep[[1, 2]][:, usable]
     aucs = [
-        _auc(
-            rmia.scores(pair_logits, pair_keep, labels[usable], 0, a=a), pair_keep[0]
-        )
+        _auc(rmia.scores(pair_logits, pair_keep, labels[usable], 0, a=a), pair_keep[0])
         for a in grid
     ]
     assert best in grid

@@ -42,7 +42,11 @@ def test_model_in_a_batch_equals_model_trained_alone(defense_name, batching):
     model = _tiny_model()
     steps = -(-int(keep.sum(1).max()) // config.batch_size)
     length = TrainingLength(config.epochs, steps)
-    defense = erm.Erm() if defense_name == "erm" else adamixup.make(adamixup.default_config(), length)
+    defense = (
+        erm.Erm()
+        if defense_name == "erm"
+        else adamixup.make(adamixup.default_config(), length)
+    )
     many = shadows.train_many(
         model, defense, config, images, labels, keep, 10, keys, batching=batching
     )
@@ -104,11 +108,17 @@ def test_sharded_over_forced_host_devices_matches_one_device(tmp_path):
     env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4")
     completed = subprocess.run(
         [sys.executable, "-c", f"OUT = {str(out)!r}\n" + _SHARDED],
-        env=env, cwd=root, capture_output=True, text=True, timeout=600,
+        env=env,
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert completed.returncode == 0, completed.stderr[-3000:]
     images, labels, keep, config, keys = _setup()
-    single = shadows.train_many(_tiny_model(), erm.Erm(), config, images, labels, keep, 10, keys)
+    single = shadows.train_many(
+        _tiny_model(), erm.Erm(), config, images, labels, keep, 10, keys
+    )
     sharded = np.load(out)
     for i, leaf in enumerate(jax.tree.leaves(single.state.params)):
         np.testing.assert_allclose(sharded[f"arr_{i}"], leaf, rtol=1e-4, atol=1e-5)

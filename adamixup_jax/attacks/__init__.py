@@ -48,6 +48,7 @@ LABEL_ONLY_ATTACKS: dict[str, Callable[..., np.ndarray]] = {
     "noise": noise.scores,
 }
 
+
 def get(name: str) -> Callable[..., np.ndarray]:
     """The `scores` function of the attack called `name`."""
     if name not in ATTACKS:

@@ -32,8 +32,7 @@ def _population(num_examples, num_population, seed) -> np.ndarray:
         return np.arange(num_examples)
     if not shadow.is_int(num_population) or num_population < 2:
         raise ValueError(
-            f"attack.num_population={num_population!r} must be None or an integer "
-            ">= 2."
+            f"attack.num_population={num_population!r} must be None or an integer >= 2."
         )
     if num_population > num_examples:
         raise ValueError(

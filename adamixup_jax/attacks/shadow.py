@@ -198,7 +198,8 @@ def evaluate(
         member_scores = attack_fn(logits, keep, labels, target, **opts)
         result = metrics.membership_metrics(member_scores, keep[target], fprs=fprs)
         roc = result.pop("roc")
-        first_roc = first_roc if per_target else roc
+        if not per_target:
+            first_roc = roc
         per_target.append(result)
 
     summary = {

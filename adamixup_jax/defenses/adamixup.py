@@ -62,7 +62,9 @@ class AdaMixup:
         partner = mixing.partners(pair_key, labels, self.pairing)
         strength = jnp.full(labels.shape, self._scheduled(self.length.epoch_of(step)))
         if self.jitter > 0:
-            noise = jax.random.uniform(jitter_key, labels.shape, minval=-1.0, maxval=1.0)
+            noise = jax.random.uniform(
+                jitter_key, labels.shape, minval=-1.0, maxval=1.0
+            )
             strength = jnp.clip(strength + self.jitter * noise, 0.0, 0.5)
         targets = jax.nn.one_hot(labels, num_classes)
         mixed = mixing.mix_inputs(inputs, inputs[partner], strength)

@@ -31,7 +31,9 @@ class Mixup:
         strength = jax.random.beta(strength_key, self.alpha, self.alpha, labels.shape)
         targets = jax.nn.one_hot(labels, num_classes)
         mixed = mixing.mix_inputs(inputs, inputs[partner], strength)
-        mixed_targets = mixing.allocate_labels(targets, targets[partner], strength, "soft")
+        mixed_targets = mixing.allocate_labels(
+            targets, targets[partner], strength, "soft"
+        )
         return mixed, mixed_targets, strength.mean()
 
     def mixing_strength(self, epoch: int) -> float | None:
