@@ -17,7 +17,7 @@ import numpy as np
 from absl import app, flags
 
 from adamixup_jax import models, training
-from common import best_of, matmul_peak_gflops
+from common import best_of, matmul_peak_gflops, torch_mnist_cnn
 from adamixup_jax.defenses import erm
 
 _STEPS = flags.DEFINE_integer("steps", 30, "Training steps per timing.")
@@ -95,19 +95,7 @@ def torch_seconds_per_step(image_shape, num_classes):
     if _MODEL.value != "mnist_cnn":
         return None
     channels = image_shape[-1]
-    net = torch.nn.Sequential(
-        torch.nn.Conv2d(channels, 32, 3, padding=1),
-        torch.nn.ReLU(),
-        torch.nn.MaxPool2d(2),
-        torch.nn.Conv2d(32, 64, 3, padding=1),
-        torch.nn.ReLU(),
-        torch.nn.MaxPool2d(2),
-        torch.nn.Flatten(),
-        torch.nn.Linear(64 * (image_shape[0] // 4) ** 2, 128),
-        torch.nn.ReLU(),
-        torch.nn.Linear(128, num_classes),
-    )
-    opt = torch.optim.SGD(net.parameters(), lr=0.05, momentum=0.9, weight_decay=5e-4)
+    net, opt = torch_mnist_cnn(image_shape, num_classes)
     x = torch.rand(_BATCH.value, channels, *image_shape[:2])
     y = torch.randint(0, num_classes, (_BATCH.value,))
 

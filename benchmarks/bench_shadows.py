@@ -17,7 +17,7 @@ from absl import app, flags
 
 from adamixup_jax import membership, models, shadows, training
 from adamixup_jax.defenses import erm
-from common import best_of, matmul_peak_gflops
+from common import best_of, matmul_peak_gflops, torch_mnist_cnn
 
 _MODELS = flags.DEFINE_list("models", ["1", "4", "16"], "Model counts K.")
 _MODEL = flags.DEFINE_enum("model", "mnist_cnn", list(models.MODELS), "Architecture.")
@@ -47,19 +47,7 @@ def _torch_seconds_per_epoch(image_shape, num_examples, num_classes):
         return None
     if _MODEL.value != "mnist_cnn":
         return None
-    net = torch.nn.Sequential(
-        torch.nn.Conv2d(image_shape[-1], 32, 3, padding=1),
-        torch.nn.ReLU(),
-        torch.nn.MaxPool2d(2),
-        torch.nn.Conv2d(32, 64, 3, padding=1),
-        torch.nn.ReLU(),
-        torch.nn.MaxPool2d(2),
-        torch.nn.Flatten(),
-        torch.nn.Linear(64 * (image_shape[0] // 4) ** 2, 128),
-        torch.nn.ReLU(),
-        torch.nn.Linear(128, num_classes),
-    )
-    opt = torch.optim.SGD(net.parameters(), lr=0.05, momentum=0.9, weight_decay=5e-4)
+    net, opt = torch_mnist_cnn(image_shape, num_classes)
     x = torch.rand(num_examples, image_shape[-1], *image_shape[:2])
     y = torch.randint(0, num_classes, (num_examples,))
 
