@@ -248,7 +248,7 @@ def _train_and_score(
         },
         description=description,
     )
-    predict = training.make_predict_fn(model)
+    predict = result.predict  # compiled once, during training
     logits = {
         part: training.predict_logits(
             predict, result.state, images[idx], config.train.eval_batch_size

@@ -59,6 +59,7 @@ class TrainResult:
     state: TrainState
     history: list[dict[str, float]]  # One entry per epoch.
     seconds: float
+    predict: Callable  # The jitted inference-mode `make_predict_fn` of the model.
 
 
 def make_optimizer(config: ml_collections.ConfigDict, steps_per_epoch: int):
@@ -306,5 +307,8 @@ def train_one(
         )
     jax.block_until_ready(state)
     return TrainResult(
-        state=state, history=history, seconds=time.perf_counter() - start
+        state=state,
+        history=history,
+        seconds=time.perf_counter() - start,
+        predict=predict,
     )

@@ -136,23 +136,14 @@ def main(argv):
 
         def sequential_epoch_seconds():
             # The same step, one model after another, each model its own state.
-            init, _ = shadows.build_program(
-                model,
-                erm.Erm(),
-                _config(),
-                num_classes,
-                image_shape,
-                steps,
-                mesh,
-                "vmap",
-            )
             tx = training.make_optimizer(_config(), steps)
             step = training.make_train_step(model, tx, erm.Erm(), num_classes)
             epoch = jax.jit(
                 training.make_epoch_fn(step, _BATCH.value), donate_argnums=0
             )
-            stacked = init(keys)
-            states = [jax.tree.map(lambda leaf: leaf[m], stacked) for m in range(k)]
+            states = [
+                training.init_state(model, tx, keys[m], image_shape) for m in range(k)
+            ]
 
             def run():
                 for m in range(k):
