@@ -78,7 +78,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
     _require(
         _is_int(config.data.image_size)
         and (config.data.image_size == 0 or config.data.image_size >= 8),
-        f"data.image_size={config.data.image_size!r} must be 0 (native size) or at least 8 "
+        f"data.image_size={config.data.image_size!r} must be 0 (native size) or at "
+        "least 8 "
         "(the models pool the image three times)",
     )
     _require(
@@ -146,8 +147,10 @@ def validate(config: ml_collections.ConfigDict) -> None:
     if shadow.num_models:
         _require(
             shadow.num_models >= 4,
-            f"shadows.num_models={shadow.num_models} is too few: leave-one-out attacks need "
-            "IN and OUT shadows for every example; use at least 4 (16 or more is typical)",
+            f"shadows.num_models={shadow.num_models} is too few: leave-one-out attacks "
+            "need "
+            "IN and OUT shadows for every example; use at least 4 (16 or more is "
+            "typical)",
         )
         _check_name_list(
             "shadow_attacks", config.shadow_attacks, attacks.SHADOW_ATTACKS
@@ -155,19 +158,22 @@ def validate(config: ml_collections.ConfigDict) -> None:
         _require(
             _is_int(shadow.num_targets)
             and 1 <= shadow.num_targets <= shadow.num_models,
-            f"shadows.num_targets={shadow.num_targets!r} must be in [1, shadows.num_models="
+            f"shadows.num_targets={shadow.num_targets!r} must be in [1, "
+            "shadows.num_models="
             f"{shadow.num_models}]",
         )
         _positive_int("shadows.pool_size", shadow.pool_size, minimum=2)
         _require(
             _is_int(shadow.chunk_size) and shadow.chunk_size >= 0,
-            f"shadows.chunk_size={shadow.chunk_size!r} must be 0 (all at once) or positive",
+            f"shadows.chunk_size={shadow.chunk_size!r} must be 0 (all at once) or "
+            "positive",
         )
         _one_of("shadows.batching", shadow.batching, shadows.BATCHINGS)
         _require(
             _is_int(shadow.checkpoint_every_epochs)
             and shadow.checkpoint_every_epochs >= 0,
-            f"shadows.checkpoint_every_epochs={shadow.checkpoint_every_epochs!r} must be a "
+            f"shadows.checkpoint_every_epochs={shadow.checkpoint_every_epochs!r} must "
+            "be a "
             "non-negative integer",
         )
         try:
@@ -199,9 +205,11 @@ def validate(config: ml_collections.ConfigDict) -> None:
     _require(
         _is_int(config.split.num_population)
         and config.split.num_population > config.split.num_target_members,
-        f"split.num_population={config.split.num_population!r} must be an integer above "
+        f"split.num_population={config.split.num_population!r} must be an integer "
+        "above "
         f"split.num_target_members={config.split.num_target_members}: the attacker's "
-        "reference model trains on as many examples as the target and needs non-members",
+        "reference model trains on as many examples as the target and needs "
+        "non-members",
     )
 
     train = config.train
@@ -223,7 +231,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
     _one_of("train.lr_schedule", train.lr_schedule, training.LR_SCHEDULES)
     _require(
         _is_int(train.warmup_epochs) and 0 <= train.warmup_epochs < train.epochs,
-        f"train.warmup_epochs={train.warmup_epochs!r} must be an integer in [0, train.epochs)",
+        f"train.warmup_epochs={train.warmup_epochs!r} must be an integer in [0, "
+        "train.epochs)",
     )
 
 
@@ -233,13 +242,15 @@ def validate_against_data(
     """Checks that the split sizes fit a dataset of `num_examples` examples."""
     _require(
         num_classes >= 2,
-        f"data.name={config.data.name!r} gave {num_classes} class; membership inference "
+        f"data.name={config.data.name!r} gave {num_classes} class; membership "
+        "inference "
         "on a classifier needs at least 2",
     )
     if config.shadows.num_models:
         _require(
             config.shadows.pool_size <= num_examples,
-            f"shadows.pool_size={config.shadows.pool_size} is more than the {num_examples} "
+            f"shadows.pool_size={config.shadows.pool_size} is more than the "
+            f"{num_examples} "
             f"examples that data.name={config.data.name!r} has",
         )
     sizes = {

@@ -77,7 +77,8 @@ def split(num_examples: int, config: ml_collections.ConfigDict) -> Split:
     if config.num_population <= config.num_target_members:
         raise ValueError(
             f"split.num_population={config.num_population} must exceed "
-            f"split.num_target_members={config.num_target_members}: the reference model "
+            f"split.num_target_members={config.num_target_members}: the reference "
+            "model "
             "trains on as many examples as the target and needs non-members too"
         )
     total = sum(sizes.values())

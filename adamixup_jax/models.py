@@ -172,7 +172,8 @@ def create(config: ml_collections.ConfigDict, num_classes: int) -> nn.Module:
     """Builds the model named by `config.name` (the run's `model` block)."""
     if config.name not in MODELS:
         raise ValueError(
-            f"model.name={config.name!r} is not a known model; choose one of {sorted(MODELS)}"
+            f"model.name={config.name!r} is not a known model; choose one of "
+            f"{sorted(MODELS)}"
         )
     return MODELS[config.name](
         num_classes=num_classes,

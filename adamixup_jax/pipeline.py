@@ -156,8 +156,10 @@ def prepare_workdir(config: ml_collections.ConfigDict, workdir: str) -> None:
         if previous_config != current:
             changed = sorted(_changed_keys(previous_config or {}, current))
             raise ConfigError(
-                f"--workdir={workdir!r} holds an unfinished run with a different config "
-                f"(changed: {', '.join(changed[:8]) or 'unreadable config.json'}); rerun "
+                f"--workdir={workdir!r} holds an unfinished run with a different "
+                "config "
+                f"(changed: {', '.join(changed[:8]) or 'unreadable config.json'}); "
+                "rerun "
                 "with the same config to resume, or pass --config.overwrite=True"
             )
         logging.info("Resuming the unfinished run in %s", workdir)

@@ -29,7 +29,8 @@ def query_transforms(
                 candidates.append((True, dy, dx))
     if not isinstance(num_queries, int) or not 1 <= num_queries <= len(candidates):
         raise ValueError(
-            f"scoring.num_queries={num_queries!r} must be in [1, {len(candidates)}] with "
+            f"scoring.num_queries={num_queries!r} must be in [1, {len(candidates)}] "
+            "with "
             f"scoring.flip={flip} and scoring.shift={shift}"
         )
     return candidates[:num_queries]
@@ -95,7 +96,8 @@ def export_lira_layout(
     num_models = logits.shape[0]
     if keep.shape != logits.shape[:2] or labels.shape != logits.shape[1:2]:
         raise ValueError(
-            f"logits {logits.shape}, keep {keep.shape} and labels {labels.shape} do not "
+            f"logits {logits.shape}, keep {keep.shape} and labels {labels.shape} do "
+            "not "
             "describe the same [models, examples]"
         )
     files.write_npy(os.path.join(folder, "y_train.npy"), np.asarray(labels))

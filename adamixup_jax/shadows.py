@@ -59,8 +59,10 @@ def _check_fingerprint(checkpoint_dir: str, fingerprint: str) -> None:
             stored = json.load(f).get("fingerprint")
         if stored != fingerprint:
             raise ValueError(
-                f"checkpoints in {checkpoint_dir!r} were written by a run whose training "
-                "differs from this one (config, defense, keep masks or keys); use another "
+                f"checkpoints in {checkpoint_dir!r} were written by a run whose "
+                "training "
+                "differs from this one (config, defense, keep masks or keys); use "
+                "another "
                 "workdir or --config.overwrite=True"
             )
     else:
@@ -193,7 +195,8 @@ def train_many(
     chunk_size = chunk_size or num_models
     if chunk_size % mesh.size:
         raise ValueError(
-            f"shadows.chunk_size={chunk_size} must be a multiple of the {mesh.size} devices"
+            f"shadows.chunk_size={chunk_size} must be a multiple of the {mesh.size} "
+            "devices"
         )
     slots, slot_weights = member_slots(keep)
     steps_per_epoch = -(-slots.shape[1] // config.batch_size)
