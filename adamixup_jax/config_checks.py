@@ -71,6 +71,25 @@ def _check_mixing_strength(key: str, value) -> None:
     )
 
 
+def _converted(check, *args, **kwargs) -> None:
+    """Runs a module's own check, turning its ValueError/TypeError into ConfigError."""
+    try:
+        check(*args, **kwargs)
+    except (ValueError, TypeError) as error:
+        raise ConfigError(str(error)) from error
+
+
+def used_defenses(config: ml_collections.ConfigDict) -> list[str]:
+    """Every defense a run trains: the listed ones, and the attacker's reference and
+    shadow defenses when they are named rather than 'same'."""
+    used = names(config.defenses) if isinstance(config.defenses, str) else []
+    for key in ("reference_defense", "shadow_defense"):
+        name = config.attack[key]
+        if name != "same" and name in defenses.DEFENSES and name not in used:
+            used.append(name)
+    return [name for name in used if name in defenses.DEFENSES]
+
+
 def validate(config: ml_collections.ConfigDict) -> None:
     """Checks every key of a run config; raises ConfigError on the first bad one."""
     _require(_is_int(config.seed), f"seed={config.seed!r} must be an integer")
@@ -118,11 +137,26 @@ def validate(config: ml_collections.ConfigDict) -> None:
         f"label_smoothing.epsilon={epsilon!r} must be in [0, 1)",
     )
 
+    for name in used_defenses(config):
+        check = getattr(defenses.DEFENSES[name], "check_config", None)
+        if check is not None:
+            _converted(check, config[name])
+    if "dpsgd" in used_defenses(config):
+        _require(
+            config.model.norm != "batch",
+            "model.norm='batch' cannot be used with defense 'dpsgd': BatchNorm couples "
+            "the examples of a batch, so per-example gradients would not be private; "
+            "use model.norm='group' or 'none'",
+        )
+
     _check_name_list("attacks", config.attacks, attacks.ATTACKS)
     if config.label_only_attacks:
         _check_name_list(
             "label_only_attacks", config.label_only_attacks, attacks.LABEL_ONLY_ATTACKS
         )
+        for name in names(config.label_only_attacks):
+            options = config.attack[name].to_dict() if name in config.attack else {}
+            _converted(attacks.LABEL_ONLY_ATTACKS[name].check_options, **options)
     _require(
         _is_int(config.attack.augmentation.shift)
         and config.attack.augmentation.shift >= 0,
@@ -252,6 +286,35 @@ def validate_against_data(
             f"shadows.pool_size={config.shadows.pool_size} is more than the "
             f"{num_examples} "
             f"examples that data.name={config.data.name!r} has",
+        )
+    for name in used_defenses(config):
+        check = getattr(defenses.DEFENSES[name], "check_against_data", None)
+        if check is not None:
+            _converted(
+                check, config[name], config.split.num_target_members, num_classes
+            )
+        members = config.split.num_target_members
+        length = defenses.TrainingLength(
+            config.train.epochs,
+            -(-members // config.train.batch_size),
+            members,
+            config.train.batch_size,
+        )
+        defense = defenses.make(name, config, length)
+        fraction = defense.validation_fraction
+        if fraction > 0:
+            held_out = max(1, round(fraction * config.split.num_target_members))
+            _require(
+                held_out < config.split.num_target_members,
+                f"{name}.validation_fraction={fraction} leaves no training examples "
+                f"of split.num_target_members={config.split.num_target_members}",
+            )
+        _require(
+            not config.shadows.num_models
+            or (fraction == 0 and not defense.select_best_epoch),
+            f"defense {name!r} holds out a validation slice, which the shadow-model "
+            "batch does not support yet; set shadows.num_models=0 for it (or, for "
+            "adamixup, controller='none')",
         )
     sizes = {
         key: config.split[key]

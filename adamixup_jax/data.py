@@ -133,9 +133,15 @@ def normalize(images) -> jax.Array:
             f"normalize expects uint8 pixels, got dtype {images.dtype}; pass the "
             "Dataset's images, not already-normalized ones"
         )
+    return normalize_pixels(images.astype(jnp.float32))
+
+
+def normalize_pixels(pixels: jax.Array) -> jax.Array:
+    """`normalize` for float32 pixel values on the 0-255 scale that need not be whole
+    numbers (perturbed images of a decision-based attack)."""
     # Equal to (x / 255 - 0.5) / 0.5; this form keeps 0 -> -1 and 255 -> 1 exact
     # under jit, where XLA turns the division by 255 into an inexact multiply.
-    return (images.astype(jnp.float32) - 127.5) / 127.5
+    return (jnp.asarray(pixels, jnp.float32) - 127.5) / 127.5
 
 
 def _check_config(config: ml_collections.ConfigDict) -> None:

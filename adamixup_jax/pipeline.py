@@ -33,6 +33,7 @@ from adamixup_jax import (
 )
 from adamixup_jax.attacks import rmia
 from adamixup_jax.attacks import shadow as attack_shadow
+from adamixup_jax.attacks.label_only import LabelOracle
 from adamixup_jax.config_checks import ConfigError
 
 # Keys that change how a run looks, never what it computes.
@@ -68,6 +69,8 @@ def default_config() -> ml_collections.ConfigDict:
     config.attack.augmentation = ml_collections.ConfigDict()
     config.attack.augmentation.shift = 1  # Shifted copies up to this many pixels.
     config.attack.augmentation.flip = False  # Flipped copies (not for digits).
+    # Rotated copies, degrees in [-180, 180] (each applied to the plain image).
+    config.attack.augmentation.angles = ()
     config.attack.noise = ml_collections.ConfigDict()
     config.attack.noise.sigma = 8.0  # Noise std on the 0-255 pixel scale.
     config.attack.noise.num_samples = 16  # Noised copies per example.
@@ -207,7 +210,7 @@ def _attack_results(config, target, reference) -> dict:
         )
     noise_key = jax.random.fold_in(jax.random.key(config.seed), 4)
     for name in config_checks.names(config.label_only_attacks):
-        score = attacks.LABEL_ONLY_ATTACKS[name]
+        score = attacks.LABEL_ONLY_ATTACKS[name].scores
         options = config.attack[name].to_dict() if name in config.attack else {}
 
         def from_labels(model, score=score, options=options):
@@ -225,16 +228,44 @@ def _attack_results(config, target, reference) -> dict:
     return results
 
 
+def _validation_split(config, member_idx: np.ndarray, fraction: float):
+    """(trained-on indices, validation-slice indices) of a training pool: a seeded
+    random `fraction` of it (at least one example) is held out for the defense."""
+    if fraction <= 0:
+        return member_idx, member_idx[:0]
+    num_validation = max(1, round(fraction * len(member_idx)))
+    order = np.random.default_rng([config.split.seed, 5]).permutation(len(member_idx))
+    return (
+        np.sort(member_idx[order[num_validation:]]),
+        np.sort(member_idx[order[:num_validation]]),
+    )
+
+
+def _build_defense(config, defense_name, num_train_examples):
+    steps_per_epoch = -(-num_train_examples // config.train.batch_size)
+    length = defenses.TrainingLength(
+        config.train.epochs,
+        steps_per_epoch,
+        num_train_examples,
+        config.train.batch_size,
+    )
+    return defenses.make(defense_name, config, length)
+
+
 def _train_and_score(
-    config, model, defense_name, dataset, member_idx, nonmember_idx, key, description
+    config, model, defense_name, dataset, pool_idx, nonmember_idx, key, description
 ):
-    """Trains one model with `defense_name` on `member_idx`. Returns its training
-    result and what the attacks may see of it: a dict of 'images', 'labels' and
-    inference-mode 'logits' per part ('members', 'nonmembers'), and 'predict_labels'
-    (uint8 images -> predicted labels, for label-only attacks)."""
-    steps_per_epoch = -(-len(member_idx) // config.train.batch_size)
-    length = defenses.TrainingLength(config.train.epochs, steps_per_epoch)
-    defense = defenses.make(defense_name, config, length)
+    """Trains one model with `defense_name` on the training pool `pool_idx` (less the
+    defense's validation slice, if it holds one out). Returns its training result and
+    what the attacks may see of it: a dict of 'images', 'labels' and inference-mode
+    'logits' (after the defense's output transform) per part ('members': the examples
+    actually trained on, 'nonmembers'), 'predict_labels' (a LabelOracle, for
+    label-only attacks), 'num_validation' and the 'defense' object."""
+    probe = _build_defense(config, defense_name, len(pool_idx))
+    member_idx, validation_idx = _validation_split(
+        config, pool_idx, probe.validation_fraction
+    )
+    defense = _build_defense(config, defense_name, len(member_idx))
     images, labels = dataset.images, dataset.labels
     result = training.train_one(
         model,
@@ -249,11 +280,22 @@ def _train_and_score(
             "test": (images[nonmember_idx], labels[nonmember_idx]),
         },
         description=description,
+        validation=(
+            (images[validation_idx], labels[validation_idx])
+            if len(validation_idx)
+            else None
+        ),
     )
     predict = result.predict  # compiled once, during training
+    state = result.state
     logits = {
-        part: training.predict_logits(
-            predict, result.state, images[idx], config.train.eval_batch_size
+        part: np.asarray(
+            defense.transform_outputs(
+                training.predict_logits(
+                    predict, state, images[idx], config.train.eval_batch_size
+                )
+            ),
+            np.float32,
         )
         for part, idx in (("members", member_idx), ("nonmembers", nonmember_idx))
     }
@@ -265,19 +307,20 @@ def _train_and_score(
         )
     parts = {"members": member_idx, "nonmembers": nonmember_idx}
 
-    def predict_labels(query_images):
-        return np.argmax(
-            training.predict_logits(
-                predict, result.state, query_images, config.train.eval_batch_size
-            ),
-            axis=-1,
-        )
+    def traceable(pixels):
+        variables = {"params": state.params}
+        if state.batch_stats:
+            variables["batch_stats"] = state.batch_stats
+        outputs = model.apply(variables, data.normalize_pixels(pixels), train=False)
+        return jax.numpy.argmax(defense.transform_outputs(outputs), axis=-1)
 
     return result, {
         "images": {part: images[idx] for part, idx in parts.items()},
         "labels": {part: labels[idx] for part, idx in parts.items()},
         "logits": logits,
-        "predict_labels": predict_labels,
+        "predict_labels": LabelOracle(traceable, config.train.eval_batch_size),
+        "num_validation": len(validation_idx),
+        "defense": defense,
     }
 
 
@@ -313,14 +356,21 @@ def _run_defense(config, model, dataset, split, defense_name) -> dict:
 
     train_accuracy = accuracy(target_view, "members")
     test_accuracy = accuracy(target_view, "nonmembers")
-    defense = defenses.make(
-        defense_name, config, defenses.TrainingLength(config.train.epochs, 1)
-    )
+    defense = target_view["defense"]
+    num_members = len(target_view["labels"]["members"])
     return {
         "train_accuracy": train_accuracy,
         "test_accuracy": test_accuracy,
         "generalization_gap": train_accuracy - test_accuracy,
         "mixing_strength_final": defense.mixing_strength(config.train.epochs - 1),
+        "num_members": num_members,
+        "num_validation": target_view["num_validation"],
+        "selected_epoch": target.selected_epoch,
+        "privacy": defense.privacy_spent(
+            num_members,
+            config.train.batch_size,
+            target.selected_epoch * -(-num_members // config.train.batch_size),
+        ),
         "train_seconds": target.seconds,
         "reference_defense": reference_defense,
         "reference_train_accuracy": accuracy(reference_view, "members"),
@@ -349,12 +399,7 @@ def _batch_logits(config, model, dataset, defense_name, pool, keep, workdir):
     """Trains a batch of models with `defense_name` on the pool (resuming from its
     checkpoints) and returns its logits `[models, pool, queries, classes]` and the
     training seconds. The batch's keys depend on the seed only, never the defense."""
-    steps_per_epoch = -(-int(keep.sum(axis=1).max()) // config.train.batch_size)
-    defense = defenses.make(
-        defense_name,
-        config,
-        defenses.TrainingLength(config.train.epochs, steps_per_epoch),
-    )
+    defense = _build_defense(config, defense_name, int(keep.sum(axis=1).max()))
     keys = jax.random.split(
         jax.random.fold_in(jax.random.key(config.seed), 3), keep.shape[0]
     )
@@ -378,8 +423,13 @@ def _batch_logits(config, model, dataset, defense_name, pool, keep, workdir):
     queries = scoring.query_transforms(
         config.scoring.num_queries, config.scoring.flip, config.scoring.shift
     )
-    logits = scoring.logits_many(
-        model, many.state, images, queries, config.train.eval_batch_size
+    logits = np.asarray(
+        defense.transform_outputs(
+            scoring.logits_many(
+                model, many.state, images, queries, config.train.eval_batch_size
+            )
+        ),
+        np.float32,
     )
     files.write_npz(
         os.path.join(workdir, "partial", f"{defense_name}_shadow_logits.npz"),

@@ -60,6 +60,7 @@ class TrainResult:
     history: list[dict[str, float]]  # One entry per epoch.
     seconds: float
     predict: Callable  # The jitted inference-mode `make_predict_fn` of the model.
+    selected_epoch: int = 0  # The epoch whose parameters `state` holds (1-based).
 
 
 def make_optimizer(config: ml_collections.ConfigDict, steps_per_epoch: int):
@@ -104,6 +105,19 @@ def init_state(
     )
 
 
+def _apply(model, state, params, inputs):
+    """Train-mode logits, and the BatchNorm statistics updated by this batch (the
+    unchanged {} when the model has none)."""
+    variables = {"params": params}
+    if state.batch_stats:
+        variables["batch_stats"] = state.batch_stats
+        logits, updates = model.apply(
+            variables, inputs, train=True, mutable=["batch_stats"]
+        )
+        return logits, updates["batch_stats"]
+    return model.apply(variables, inputs, train=True), state.batch_stats
+
+
 def make_train_step(
     model: nn.Module,
     tx: optax.GradientTransformation,
@@ -113,33 +127,76 @@ def make_train_step(
     """Returns the pure `train_step(state, batch, key) -> (state, metrics)`.
 
     batch: {'images': uint8 [batch, H, W, C], 'labels': int [batch],
-    'weights': float [batch]} — weight 0 marks padding that fills the last batch.
+    'weights': float [batch]} — weight 0 marks padding that fills the last batch —
+    and optionally 'control' (a float scalar the defense steers between epochs) and
+    'validation_images' / 'validation_labels' (a batch of the defense's validation
+    slice, passed to `defense.loss` as train-mode logits under the same parameters).
+
+    With `defense.per_example_gradients` (DP-SGD), one gradient per example is
+    computed and `defense.aggregate_gradients` combines them; BatchNorm is refused
+    there, as its batch statistics would couple the examples.
     """
 
     def train_step(state: TrainState, batch, key):
         inputs = data.normalize(batch["images"])
+        control = batch.get("control", jnp.zeros((), jnp.float32))
         inputs, targets, strength = defense.prepare_batch(
-            key, inputs, batch["labels"], num_classes, state.step
+            key, inputs, batch["labels"], num_classes, state.step, control=control
         )
         weights = batch["weights"]
+        labels = batch["labels"]
+        has_validation = "validation_images" in batch
+        if has_validation:
+            validation_inputs = data.normalize(batch["validation_images"])
 
         def loss_fn(params):
-            variables = {"params": params}
-            if state.batch_stats:
-                variables["batch_stats"] = state.batch_stats
-                logits, updates = model.apply(
-                    variables, inputs, train=True, mutable=["batch_stats"]
-                )
-                new_stats = updates["batch_stats"]
-            else:
-                logits, new_stats = model.apply(variables, inputs, train=True), {}
-            per_example = optax.softmax_cross_entropy(logits, targets)
-            loss = jnp.sum(per_example * weights) / jnp.maximum(jnp.sum(weights), 1.0)
+            logits, new_stats = _apply(model, state, params, inputs)
+            validation = None
+            if has_validation:
+                # The validation batch's statistics are discarded.
+                validation_logits, _ = _apply(model, state, params, validation_inputs)
+                validation = (validation_logits, batch["validation_labels"])
+            loss = defense.loss(
+                logits, targets, labels, weights, state.step, validation
+            )
             return loss, (logits, new_stats)
 
-        (loss, (logits, new_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
-            state.params
-        )
+        if defense.per_example_gradients:
+            if state.batch_stats:
+                raise ValueError(
+                    f"defense {defense.name!r} computes per-example gradients, which "
+                    "BatchNorm would couple; use model.norm='group' or 'none'"
+                )
+
+            def example_loss(params, example_input, example_target, example_label):
+                logits = model.apply(
+                    {"params": params}, example_input[None], train=True
+                )
+                loss = defense.loss(
+                    logits,
+                    example_target[None],
+                    example_label[None],
+                    jnp.ones((1,), jnp.float32),
+                    state.step,
+                    None,
+                )
+                return loss, logits[0]
+
+            (example_losses, logits), per_example = jax.vmap(
+                jax.value_and_grad(example_loss, has_aux=True),
+                in_axes=(None, 0, 0, 0),
+            )(state.params, inputs, targets, labels)
+            grads = defense.aggregate_gradients(
+                per_example, weights, jax.random.fold_in(key, 1)
+            )
+            loss = jnp.sum(example_losses * weights) / jnp.maximum(
+                jnp.sum(weights), 1.0
+            )
+            new_stats = state.batch_stats
+        else:
+            (loss, (logits, new_stats)), grads = jax.value_and_grad(
+                loss_fn, has_aux=True
+            )(state.params)
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
         new_state = TrainState(
             step=state.step + 1,
@@ -173,16 +230,29 @@ def epoch_batches(key: jax.Array, num_examples: int, batch_size: int):
 
 
 def make_epoch_fn(train_step: Callable, batch_size: int) -> Callable:
-    """`epoch(state, images, labels, slots, slot_weights, key) -> (state, metrics)`.
+    """`epoch(state, images, labels, slots, slot_weights, key, control=0,
+    validation_slots=None) -> (state, metrics)`.
 
     One epoch of one model as a `lax.scan` of the step. `slots` `[L]` are indices into
     `images`/`labels` (uint8 on the device, gathered per batch inside the scan) of the
     model's training examples; `slot_weights` `[L]` are 0 for slots that only pad a
-    model's list to a length shared with other models. Not jitted: callers jit it
+    model's list to a length shared with other models. `control` is the defense's
+    steered scalar for this epoch. With `validation_slots` `[V]` (indices of the
+    defense's validation slice), every step also gets a batch of `batch_size`
+    validation examples drawn uniformly with replacement. Not jitted: callers jit it
     alone or under `vmap` over a leading model axis.
     """
 
-    def epoch(state, images, labels, slots, slot_weights, key):
+    def epoch(
+        state,
+        images,
+        labels,
+        slots,
+        slot_weights,
+        key,
+        control=0.0,
+        validation_slots=None,
+    ):
         order_key, step_key = jax.random.split(key)
         positions, position_weights = epoch_batches(
             order_key, slots.shape[0], batch_size
@@ -190,6 +260,7 @@ def make_epoch_fn(train_step: Callable, batch_size: int) -> Callable:
         example_indices = slots[positions]  # [steps, batch]
         weights = slot_weights[positions] * position_weights
         step_keys = jax.random.split(step_key, positions.shape[0])
+        control = jnp.asarray(control, jnp.float32)
 
         def body(state, xs):
             batch_indices, batch_weights, key = xs
@@ -197,7 +268,17 @@ def make_epoch_fn(train_step: Callable, batch_size: int) -> Callable:
                 "images": images[batch_indices],
                 "labels": labels[batch_indices],
                 "weights": batch_weights,
+                "control": control,
             }
+            if validation_slots is not None:
+                drawn = jax.random.randint(
+                    jax.random.fold_in(key, 2),
+                    (batch_size,),
+                    0,
+                    validation_slots.shape[0],
+                )
+                batch["validation_images"] = images[validation_slots[drawn]]
+                batch["validation_labels"] = labels[validation_slots[drawn]]
             return train_step(state, batch, key)
 
         return jax.lax.scan(body, state, (example_indices, weights, step_keys))
@@ -249,6 +330,7 @@ def train_one(
     key: jax.Array,
     eval_sets: dict[str, tuple[np.ndarray, np.ndarray]] | None = None,
     description: str = "train",
+    validation: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> TrainResult:
     """Trains one model on (images uint8 [N, H, W, C], labels [N]).
 
@@ -256,18 +338,43 @@ def train_one(
     `config.log_eval_examples` of) every entry of `eval_sets` (name -> (images,
     labels)) is measured in inference mode and logged with the epoch's loss and mixing
     strength.
+
+    `validation` (images, labels) is the defense's validation slice, required when
+    `defense.validation_fraction > 0` and never trained on as members. Each epoch its
+    accuracy (all of it) and the training accuracy (on as many training examples) are
+    measured in inference mode; they steer `defense.next_control` and, with
+    `defense.select_best_epoch`, pick the parameters returned (the first epoch of
+    best validation accuracy; with `defense.patience` > 0, training stops after that
+    many epochs without a better one).
     """
-    steps_per_epoch = -(-images.shape[0] // config.batch_size)
+    if defense.validation_fraction > 0 and validation is None:
+        raise ValueError(
+            f"defense {defense.name!r} needs a validation slice (validation_fraction="
+            f"{defense.validation_fraction}); pass validation=(images, labels)"
+        )
+    num_train = images.shape[0]
+    steps_per_epoch = -(-num_train // config.batch_size)
     tx = make_optimizer(config, steps_per_epoch)
     init_key, train_key = jax.random.split(key)
     state = init_state(model, tx, init_key, images.shape[1:])
     train_step = make_train_step(model, tx, defense, num_classes)
     epoch_fn = jax.jit(make_epoch_fn(train_step, config.batch_size), donate_argnums=0)
     predict = make_predict_fn(model)
-    device_images = jnp.asarray(images, jnp.uint8)
-    device_labels = jnp.asarray(labels, jnp.int32)
-    slots = jnp.arange(images.shape[0], dtype=jnp.int32)
-    slot_weights = jnp.ones(images.shape[0], jnp.float32)
+    all_images, all_labels = images, labels
+    validation_slots = None
+    if validation is not None:
+        validation_images, validation_labels = validation
+        all_images = np.concatenate([images, validation_images])
+        all_labels = np.concatenate([labels, validation_labels])
+        validation_slots = jnp.arange(
+            num_train, num_train + len(validation_labels), dtype=jnp.int32
+        )
+        # The training examples the controller compares with the validation slice.
+        compared = (images[: len(validation_labels)], labels[: len(validation_labels)])
+    device_images = jnp.asarray(all_images, jnp.uint8)
+    device_labels = jnp.asarray(all_labels, jnp.int32)
+    slots = jnp.arange(num_train, dtype=jnp.int32)
+    slot_weights = jnp.ones(num_train, jnp.float32)
 
     eval_sets = {
         name: (
@@ -277,6 +384,9 @@ def train_one(
         for name, (eval_images, eval_labels) in (eval_sets or {}).items()
     }
     history = []
+    control = float(defense.initial_control())
+    best = None  # (validation accuracy, epoch, copy of the state) with selection
+    patience = int(defense.patience)
     start = time.perf_counter()
     bar = tqdm.trange(config.epochs, desc=description, disable=not config.progress)
     for epoch in bar:
@@ -287,6 +397,8 @@ def train_one(
             slots,
             slot_weights,
             jax.random.fold_in(train_key, epoch),
+            jnp.float32(control),
+            validation_slots,
         )
         record = {
             "epoch": epoch + 1,
@@ -296,6 +408,27 @@ def train_one(
         for name, (eval_images, eval_labels) in eval_sets.items():
             logits = predict_logits(predict, state, eval_images, config.eval_batch_size)
             record[f"{name}_accuracy"] = accuracy(logits, eval_labels)
+        if validation is not None:
+            validation_accuracy = accuracy(
+                predict_logits(
+                    predict, state, validation_images, config.eval_batch_size
+                ),
+                validation_labels,
+            )
+            compared_accuracy = accuracy(
+                predict_logits(predict, state, compared[0], config.eval_batch_size),
+                compared[1],
+            )
+            record["validation_accuracy"] = validation_accuracy
+            record["validation_gap"] = compared_accuracy - validation_accuracy
+            control = float(
+                defense.next_control(control, compared_accuracy, validation_accuracy)
+            )
+            record["next_control"] = control
+            if defense.select_best_epoch and (
+                best is None or validation_accuracy > best[0]
+            ):
+                best = (validation_accuracy, epoch + 1, jax.tree.map(jnp.copy, state))
         history.append(record)
         summary = " ".join(
             f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}"
@@ -305,10 +438,21 @@ def train_one(
         bar.set_postfix(
             {k: v for k, v in record.items() if k != "epoch"}, refresh=False
         )
+        if best is not None and patience and epoch + 1 - best[1] >= patience:
+            logging.info(
+                "%s: no better validation accuracy for %d epochs; stopping",
+                description,
+                patience,
+            )
+            break
+    selected_epoch = len(history)
+    if best is not None:
+        _, selected_epoch, state = best
     jax.block_until_ready(state)
     return TrainResult(
         state=state,
         history=history,
         seconds=time.perf_counter() - start,
         predict=predict,
+        selected_epoch=selected_epoch,
     )

@@ -219,7 +219,7 @@ def test_same_config_gives_the_same_numbers(smoke_run, tmp_path):
         ("split.num_population", 10),
         ("split.num_target_nonmembers", 6000),
         ("attack.reference_defense", "dpsgd"),
-        ("attack.shadow_defense", "memguard"),
+        ("attack.shadow_defense", "no_such_defense"),
         ("shadows.num_models", 5),
         ("shadows.num_targets", 9),
         ("scoring.num_queries", 9),

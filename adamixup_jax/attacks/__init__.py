@@ -3,6 +3,7 @@ per example, higher meaning "more likely a member". Adding an attack is one modu
 `scores(logits, labels)` and one line in ATTACKS."""
 
 from collections.abc import Callable
+from types import ModuleType
 
 import numpy as np
 
@@ -39,13 +40,14 @@ SHADOW_ATTACKS: dict[str, tuple[Callable[..., np.ndarray], dict, str | None]] = 
 }
 
 
-# Label-only attacks: scores(predict_labels, images uint8 [N, H, W, C], labels [N],
-# *, key=None, **options) -> [N], where predict_labels(images) -> int labels [B].
-# Not yet run by the main job.
-LABEL_ONLY_ATTACKS: dict[str, Callable[..., np.ndarray]] = {
-    "gap": gap.scores,
-    "augmentation": augmentation.scores,
-    "noise": noise.scores,
+# Label-only attacks, by module: each has `scores(predict_labels, images uint8
+# [N, H, W, C], labels [N], *, key=None, **options) -> [N]`, where predict_labels is
+# a `label_only.LabelOracle`, and `check_options(**options)` (ValueError naming the
+# `attack.<name>` key). Options come from the block `config.attack.<name>`.
+LABEL_ONLY_ATTACKS: dict[str, ModuleType] = {
+    "gap": gap,
+    "augmentation": augmentation,
+    "noise": noise,
 }
 
 

@@ -65,19 +65,8 @@ def augmented(
     return rotate(images, angle) if angle else images
 
 
-def scores(
-    predict_labels: PredictLabels,
-    images,
-    labels,
-    *,
-    key=None,
-    shift: int = 1,
-    flip: bool = True,
-    angles: tuple[float, ...] = (),
-) -> np.ndarray:
-    """Fraction [examples] float64 of augmented copies labelled correctly. `key` is
-    unused (the augmentations are a fixed set)."""
-    del key
+def check_options(shift=1, flip=True, angles=()) -> None:
+    """Raises ValueError, naming the `attack.augmentation` key, for a bad option."""
     if isinstance(shift, bool) or not isinstance(shift, numbers.Integral) or shift < 0:
         raise ValueError(f"attack.augmentation.shift={shift!r} must be an int >= 0.")
     if not isinstance(flip, (bool, np.bool_)):
@@ -95,6 +84,22 @@ def scores(
             f"attack.augmentation.angles={angles!r} must each be in [-180, 180] "
             "degrees."
         )
+
+
+def scores(
+    predict_labels: PredictLabels,
+    images,
+    labels,
+    *,
+    key=None,
+    shift: int = 1,
+    flip: bool = True,
+    angles: tuple[float, ...] = (),
+) -> np.ndarray:
+    """Fraction [examples] float64 of augmented copies labelled correctly. `key` is
+    unused (the augmentations are a fixed set)."""
+    del key
+    check_options(shift=shift, flip=flip, angles=angles)
     images, labels = checked_images_and_labels(images, labels)
     height, width = images.shape[1:3]
     if shift >= min(height, width):

@@ -10,6 +10,10 @@ from adamixup_jax.attacks.label_only import (
 )
 
 
+def check_options() -> None:
+    """The gap attack has no options."""
+
+
 def scores(predict_labels: PredictLabels, images, labels, *, key=None) -> np.ndarray:
     """1.0 where `predict_labels(images)` equals `labels`, else 0.0; [examples]
     float64. `key` is unused (the attack is deterministic)."""

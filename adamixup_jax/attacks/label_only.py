@@ -8,9 +8,43 @@ their argmax) cannot change these scores.
 
 from collections.abc import Callable, Iterable
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 
 PredictLabels = Callable[[np.ndarray], np.ndarray]
+
+
+class LabelOracle:
+    """What a label-only attacker may query: `oracle(images uint8 [B, H, W, C])` gives
+    int labels [B]; `oracle.traceable(pixels float32 [B, H, W, C], 0-255 scale)` is
+    the same classifier as a pure jax function (for searches that run inside jit,
+    such as the boundary-distance attack)."""
+
+    def __init__(
+        self,
+        traceable: Callable[[jax.Array], jax.Array],
+        batch_size: int = 1000,
+    ):
+        self.traceable = traceable
+        self.batch_size = batch_size
+        self._jitted = jax.jit(lambda pixels: traceable(pixels).astype(jnp.int32))
+
+    def __call__(self, images: np.ndarray) -> np.ndarray:
+        images = np.asarray(images)
+        num = images.shape[0]
+        size = min(self.batch_size, max(num, 1))
+        outputs = []
+        for start in range(0, num, size):
+            chunk = images[start : start + size]
+            pad = size - chunk.shape[0]
+            if pad:  # one compiled shape: pad the last chunk with its first image
+                chunk = np.concatenate([chunk, np.repeat(chunk[:1], pad, axis=0)])
+            labels = self._jitted(jnp.asarray(chunk, jnp.float32))
+            outputs.append(np.asarray(labels, np.int64)[: size - pad])
+        if not outputs:
+            return np.zeros((0,), np.int64)
+        return np.concatenate(outputs)
 
 
 def checked_images_and_labels(images, labels) -> tuple[np.ndarray, np.ndarray]:

@@ -21,6 +21,22 @@ def noised(images: np.ndarray, key: jax.Array, sigma: float) -> np.ndarray:
     return np.clip(np.rint(images + noise), 0, 255).astype(np.uint8)
 
 
+def check_options(sigma=8.0, num_samples=16) -> None:
+    """Raises ValueError, naming the `attack.noise` key, for a bad option."""
+    if isinstance(sigma, bool) or not isinstance(sigma, numbers.Real) or not sigma > 0:
+        raise ValueError(f"attack.noise.sigma={sigma!r} must be a number > 0.")
+    if not np.isfinite(sigma):
+        raise ValueError(f"attack.noise.sigma={sigma!r} must be finite.")
+    if (
+        isinstance(num_samples, bool)
+        or not isinstance(num_samples, numbers.Integral)
+        or num_samples < 1
+    ):
+        raise ValueError(
+            f"attack.noise.num_samples={num_samples!r} must be an int >= 1."
+        )
+
+
 def scores(
     predict_labels: PredictLabels,
     images,
@@ -36,18 +52,7 @@ def scores(
     Limitation: one noise draw covers all examples at once, so an example's noise
     depends on the size of the batch it is scored in, not only on `key`.
     """
-    if isinstance(sigma, bool) or not isinstance(sigma, numbers.Real) or not sigma > 0:
-        raise ValueError(f"attack.noise.sigma={sigma!r} must be a number > 0.")
-    if not np.isfinite(sigma):
-        raise ValueError(f"attack.noise.sigma={sigma!r} must be finite.")
-    if (
-        isinstance(num_samples, bool)
-        or not isinstance(num_samples, numbers.Integral)
-        or num_samples < 1
-    ):
-        raise ValueError(
-            f"attack.noise.num_samples={num_samples!r} must be an int >= 1."
-        )
+    check_options(sigma=sigma, num_samples=num_samples)
     if key is None:
         raise ValueError("attack.noise needs a jax.random.key; got key=None.")
     images, labels = checked_images_and_labels(images, labels)

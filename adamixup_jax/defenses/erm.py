@@ -2,11 +2,9 @@
 
 import dataclasses
 
-import jax
-import jax.numpy as jnp
 import ml_collections
 
-from adamixup_jax.defenses.base import TrainingLength
+from adamixup_jax.defenses.base import DefenseBase, TrainingLength
 
 
 def default_config() -> ml_collections.ConfigDict:
@@ -14,15 +12,9 @@ def default_config() -> ml_collections.ConfigDict:
 
 
 @dataclasses.dataclass(frozen=True)
-class Erm:
+class Erm(DefenseBase):
     name: str = "erm"
-
-    def prepare_batch(self, key, inputs, labels, num_classes, step):
-        del key, step
-        return inputs, jax.nn.one_hot(labels, num_classes), jnp.zeros((), jnp.float32)
-
-    def mixing_strength(self, epoch: int) -> float | None:
-        return None
+    # Every hook keeps the neutral default of DefenseBase.
 
 
 def make(config: ml_collections.ConfigDict, length: TrainingLength) -> Erm:

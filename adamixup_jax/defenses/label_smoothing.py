@@ -7,7 +7,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from adamixup_jax.defenses.base import TrainingLength
+from adamixup_jax.defenses.base import DefenseBase, TrainingLength
 
 
 def default_config() -> ml_collections.ConfigDict:
@@ -17,11 +17,11 @@ def default_config() -> ml_collections.ConfigDict:
 
 
 @dataclasses.dataclass(frozen=True)
-class LabelSmoothing:
+class LabelSmoothing(DefenseBase):
     epsilon: float
     name: str = "label_smoothing"
 
-    def prepare_batch(self, key, inputs, labels, num_classes, step):
+    def prepare_batch(self, key, inputs, labels, num_classes, step, control=None):
         del key, step
         targets = jax.nn.one_hot(labels, num_classes)
         smoothed = (1.0 - self.epsilon) * targets + self.epsilon / num_classes

@@ -7,7 +7,7 @@ import jax
 import ml_collections
 
 from adamixup_jax import mixing
-from adamixup_jax.defenses.base import TrainingLength
+from adamixup_jax.defenses.base import DefenseBase, TrainingLength
 
 
 def default_config() -> ml_collections.ConfigDict:
@@ -18,12 +18,12 @@ def default_config() -> ml_collections.ConfigDict:
 
 
 @dataclasses.dataclass(frozen=True)
-class Mixup:
+class Mixup(DefenseBase):
     alpha: float
     pairing: str
     name: str = "mixup"
 
-    def prepare_batch(self, key, inputs, labels, num_classes, step):
+    def prepare_batch(self, key, inputs, labels, num_classes, step, control=None):
         del step
         pair_key, strength_key = jax.random.split(key)
         partner = mixing.partners(pair_key, labels, self.pairing)
