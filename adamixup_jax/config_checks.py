@@ -137,8 +137,9 @@ def validate(config: ml_collections.ConfigDict) -> None:
         f"label_smoothing.epsilon={epsilon!r} must be in [0, 1)",
     )
 
-    for name in used_defenses(config):
-        check = getattr(defenses.DEFENSES[name], "check_config", None)
+    # Every defense block is checked, used or not: a bad value is a mistake either way.
+    for name, module in defenses.DEFENSES.items():
+        check = getattr(module, "check_config", None)
         if check is not None:
             _converted(check, config[name])
     if "dpsgd" in used_defenses(config):
@@ -154,9 +155,9 @@ def validate(config: ml_collections.ConfigDict) -> None:
         _check_name_list(
             "label_only_attacks", config.label_only_attacks, attacks.LABEL_ONLY_ATTACKS
         )
-        for name in names(config.label_only_attacks):
-            options = config.attack[name].to_dict() if name in config.attack else {}
-            _converted(attacks.LABEL_ONLY_ATTACKS[name].check_options, **options)
+    for name, module in attacks.LABEL_ONLY_ATTACKS.items():
+        options = config.attack[name].to_dict() if name in config.attack else {}
+        _converted(module.check_options, **options)
     _require(
         _is_int(config.attack.augmentation.shift)
         and config.attack.augmentation.shift >= 0,

@@ -74,6 +74,8 @@ def default_config() -> ml_collections.ConfigDict:
     config.attack.noise = ml_collections.ConfigDict()
     config.attack.noise.sigma = 8.0  # Noise std on the 0-255 pixel scale.
     config.attack.noise.num_samples = 16  # Noised copies per example.
+    # Boundary distance (HopSkipJump-style search; max_queries is per example).
+    config.attack.boundary = attacks.boundary.default_config()
     # Defense of the attacker's reference model: 'same' as the target (adaptive
     # attacker, the default) or a defense name such as 'erm'.
     config.attack.reference_defense = "same"
@@ -210,21 +212,36 @@ def _attack_results(config, target, reference) -> dict:
         )
     noise_key = jax.random.fold_in(jax.random.key(config.seed), 4)
     for name in config_checks.names(config.label_only_attacks):
-        score = attacks.LABEL_ONLY_ATTACKS[name].scores
+        module = attacks.LABEL_ONLY_ATTACKS[name]
         options = config.attack[name].to_dict() if name in config.attack else {}
+        queries = []  # queries per example, for attacks that report them
 
-        def from_labels(model, score=score, options=options):
-            return lambda part: score(
-                model["predict_labels"],
-                model["images"][part],
-                model["labels"][part],
-                key=noise_key,
-                **options,
-            )
+        def from_labels(model, module=module, options=options, queries=queries):
+            def score_part(part):
+                arguments = (
+                    model["predict_labels"],
+                    model["images"][part],
+                    model["labels"][part],
+                )
+                if not hasattr(module, "search"):
+                    return module.scores(*arguments, key=noise_key, **options)
+                found = module.search(*arguments, key=noise_key, **options)
+                queries.append(found["queries"])
+                return found["distances"]
+
+            return score_part
 
         results[name] = _calibrated_attack(
             config, from_labels(target), from_labels(reference)
         )
+        if queries:
+            spent = np.concatenate(queries)
+            results[name]["queries"] = {
+                "budget_per_example": options.get("max_queries"),
+                "mean_per_example": float(spent.mean()),
+                "max_per_example": int(spent.max()),
+                "total": int(spent.sum()),
+            }
     return results
 
 

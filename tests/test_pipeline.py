@@ -218,11 +218,23 @@ def test_same_config_gives_the_same_numbers(smoke_run, tmp_path):
         ("split.num_target_members", -5),
         ("split.num_population", 10),
         ("split.num_target_nonmembers", 6000),
-        ("attack.reference_defense", "dpsgd"),
+        ("attack.reference_defense", "no_such_defense"),
         ("attack.shadow_defense", "no_such_defense"),
         ("shadows.num_models", 5),
         ("shadows.num_targets", 9),
         ("scoring.num_queries", 9),
+        ("dpsgd.noise_multiplier", 0.0),
+        ("dpsgd.noise_multiplier", -1.0),
+        ("dpsgd.clip_norm", 0.0),
+        ("dpsgd.delta", 0.02),  # >= 1 / 64 target members
+        ("attack.augmentation.angles", (15, 200)),
+        ("attack.boundary.max_queries", 0),
+        ("memguard.confidence", 0.05),  # below 1 / 10 classes
+        ("early_stopping.validation_fraction", 1.0),
+        ("relaxloss.alpha", 0.0),
+        ("mixup_mmd.mmd_weight", -1.0),
+        ("adamixup.controller", "pid"),
+        ("adamixup.m_min", 0.6),
     ],
 )
 def test_bad_config_is_refused_naming_the_key_before_training(key, value, tmp_path):

@@ -9,6 +9,7 @@ import numpy as np
 
 from adamixup_jax.attacks import (
     augmentation,
+    boundary,
     confidence,
     entropy,
     gap,
@@ -48,6 +49,7 @@ LABEL_ONLY_ATTACKS: dict[str, ModuleType] = {
     "gap": gap,
     "augmentation": augmentation,
     "noise": noise,
+    "boundary": boundary,
 }
 
 

@@ -35,6 +35,7 @@ from adamixup_jax.attacks.label_only import PredictLabels, checked_images_and_la
 
 # Float32 images [B, H, W, C] in pixel units 0..255 -> int labels [B], jax-traceable.
 Traceable = Callable[[jax.Array], jax.Array]
+PIXEL_MAX = 255.0
 
 
 def default_config() -> ml_collections.ConfigDict:
@@ -84,7 +85,7 @@ class _Settings:
         return self.setup_queries + self.num_iterations * self.queries_per_iteration
 
 
-# The least each option allows.
+# The least each option allows; `binary_search_steps` also has a most.
 _MINIMUMS = {
     "max_queries": 1,
     "num_init_trials": 1,
@@ -94,6 +95,9 @@ _MINIMUMS = {
     "step_search_steps": 1,
     "chunk_size": 1,
 }
+# A float32 blend weight near 1 resolves about 2**-23, so further halvings would
+# leave an empty bracket.
+_MAX_BINARY_SEARCH_STEPS = 20
 
 
 def _settings(options: dict) -> _Settings:
@@ -115,6 +119,12 @@ def _settings(options: dict) -> _Settings:
             raise ValueError(
                 f"attack.boundary.{name}={value!r} must be an int >= {_MINIMUMS[name]}."
             )
+    if values["binary_search_steps"] > _MAX_BINARY_SEARCH_STEPS:
+        raise ValueError(
+            f"attack.boundary.binary_search_steps={values['binary_search_steps']!r} "
+            f"must be <= {_MAX_BINARY_SEARCH_STEPS}, the halvings a float32 blend "
+            "weight resolves."
+        )
     settings = _Settings(**{name: int(value) for name, value in values.items()})
     if settings.num_iterations < 1:
         needed = settings.setup_queries + settings.queries_per_iteration
@@ -127,8 +137,9 @@ def _settings(options: dict) -> _Settings:
 
 def check_options(**options) -> None:
     """Raises ValueError, naming the key as `attack.boundary.<key>=<value>`, unless
-    every option is a known key with an int value at its minimum or above and
-    `max_queries` pays for at least one iteration of the search."""
+    every option is a known key with an int value at its minimum or above (and
+    `binary_search_steps` <= 20) and `max_queries` pays for at least one iteration
+    of the search."""
     _settings(options)
 
 
@@ -168,11 +179,12 @@ def _search_one(
     num_gradient_samples: int,
     step_search_steps: int,
 ) -> tuple[jax.Array, jax.Array, jax.Array]:
-    """(distance, misclassified, found start) of one float32 image [H, W, C] in
-    [0, 1]. The loop counts are traced, so budgets share one compiled program."""
+    """(distance on the [0, 1] scale, misclassified, found start) of one float32
+    image [H, W, C] in pixel units. The loop counts are traced, so budgets share one
+    compiled program."""
 
-    def is_adversarial(points):  # [B, H, W, C] in [0, 1] -> bool [B]
-        return traceable(points * 255) != label
+    def is_adversarial(points):  # [B, H, W, C] in pixel units -> bool [B]
+        return traceable(points) != label
 
     def normalized(vectors):  # [B, H, W, C], each to unit L2 norm
         norms = jnp.sqrt(jnp.sum(vectors**2, axis=(1, 2, 3), keepdims=True))
@@ -182,7 +194,9 @@ def _search_one(
     start_key, loop_key = jax.random.split(key)
     misclassified = is_adversarial(image[None])[0]
 
-    noise = jax.random.uniform(start_key, (num_init_trials, *image.shape))
+    noise = jax.random.uniform(
+        start_key, (num_init_trials, *image.shape), maxval=PIXEL_MAX
+    )
     noise_distances = jnp.linalg.norm((noise - image).reshape(len(noise), -1), axis=1)
     noise_adversarial = is_adversarial(noise)
     found_start = noise_adversarial.any()
@@ -202,7 +216,7 @@ def _search_one(
         directions = normalized(
             jax.random.normal(probe_key, (num_gradient_samples, *image.shape))
         )
-        probes = jnp.clip(boundary + radius * directions, 0, 1)
+        probes = jnp.clip(boundary + radius * directions, 0, PIXEL_MAX)
         directions = (probes - boundary) / radius  # As clipped.
         signs = jnp.where(is_adversarial(probes), 1.0, -1.0)
         weights = (signs - signs.mean())[:, None, None, None]
@@ -216,10 +230,10 @@ def _search_one(
             0,
         )
 
-        step_sizes = (
-            distance / jnp.sqrt(step) * 0.5 ** jnp.arange(step_search_steps)
+        step_sizes = distance / jnp.sqrt(step) * 0.5 ** jnp.arange(step_search_steps)
+        candidates = jnp.clip(
+            boundary + step_sizes[:, None, None, None] * normal, 0, PIXEL_MAX
         )
-        candidates = jnp.clip(boundary + step_sizes[:, None, None, None] * normal, 0, 1)
         hits = is_adversarial(candidates)
         candidate = jnp.where(hits.any(), candidates[jnp.argmax(hits)], boundary)
         new_boundary, new_resolution = _binary_search(
@@ -237,7 +251,7 @@ def _search_one(
     )
 
     distance = jnp.where(
-        found_start, jnp.linalg.norm(boundary - image), math.sqrt(dimension)
+        found_start, jnp.linalg.norm(boundary - image) / PIXEL_MAX, math.sqrt(dimension)
     )
     return jnp.where(misclassified, 0.0, distance), misclassified, found_start
 
@@ -263,7 +277,7 @@ def _search_chunk(
     num_gradient_samples,
     step_search_steps,
 ):
-    """`_search_one` over a chunk: images float32 [chunk, H, W, C] in [0, 1]."""
+    """`_search_one` over a chunk: images float32 [chunk, H, W, C], pixel units."""
     search_one = functools.partial(
         _search_one,
         traceable=traceable,
@@ -280,7 +294,8 @@ def _checked_traceable(predict_labels: PredictLabels, images: np.ndarray) -> Tra
     """`predict_labels.traceable`, checked to map float32 [B, H, W, C] to int [B]."""
     traceable = getattr(predict_labels, "traceable", None)
     if not callable(traceable):
-        raise ValueError(
+        # ValueError, as for every other input the attack cannot use.
+        raise ValueError(  # noqa: TRY004
             "attack.boundary needs predict_labels.traceable, a jax-traceable function "
             "of float32 images [B, H, W, C] in 0..255 to int labels [B]; "
             f"predict_labels {predict_labels!r} has none."
@@ -311,13 +326,13 @@ def search(
     itself is never called), run under `jax.jit` on `chunk_size` examples at a time,
     the last chunk padded.
 
-    | case                    | distance                          | queries            |
-    |-------------------------|-----------------------------------|--------------------|
-    | misclassified           | 0                                 | 1                  |
-    | no noise start has      | sqrt(H * W * C), the box diagonal | 1 + num_init_trials|
-    | another label           | (no point of the box is further)  |                    |
-    | otherwise               | L2 of (x' - x) / 255 for the      | the setup plus all |
-    |                         | closest x' found                  | whole iterations   |
+    | case                         | distance             | queries             |
+    |------------------------------|----------------------|---------------------|
+    | misclassified                | 0                    | 1                   |
+    | no noise start has another   | sqrt(H * W * C), the | 1 + num_init_trials |
+    | label                        | box diagonal         |                     |
+    | otherwise                    | L2 of (x' - x) / 255 | the setup and every |
+    |                              | for the closest x'   | whole iteration     |
 
     Queries never exceed `max_queries`. Example i draws from `fold_in(key, i)`, so
     the results depend on neither the chunk size nor the other examples, up to
@@ -342,7 +357,7 @@ def search(
         # Padding repeats the first example of the chunk; its results are dropped.
         indices = np.where(indices < num, indices, start)
         chunk = _search_chunk(
-            jnp.asarray(images[indices], jnp.float32) / 255,
+            jnp.asarray(images[indices], jnp.float32),
             jnp.asarray(labels[indices]),
             jax.vmap(functools.partial(jax.random.fold_in, key))(indices),
             settings.num_iterations,
