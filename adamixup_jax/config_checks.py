@@ -155,6 +155,11 @@ def validate(config: ml_collections.ConfigDict) -> None:
         _check_name_list(
             "label_only_attacks", config.label_only_attacks, attacks.LABEL_ONLY_ATTACKS
         )
+    _require(
+        _is_int(config.label_only_examples) and config.label_only_examples >= 0,
+        f"label_only_examples={config.label_only_examples!r} must be an integer >= 0 "
+        "(0 scores every example)",
+    )
     for name, module in attacks.LABEL_ONLY_ATTACKS.items():
         options = config.attack[name].to_dict() if name in config.attack else {}
         _converted(module.check_options, **options)
@@ -288,12 +293,13 @@ def validate_against_data(
             f"{num_examples} "
             f"examples that data.name={config.data.name!r} has",
         )
-    for name in used_defenses(config):
-        check = getattr(defenses.DEFENSES[name], "check_against_data", None)
+    for name, module in defenses.DEFENSES.items():
+        check = getattr(module, "check_against_data", None)
         if check is not None:
             _converted(
                 check, config[name], config.split.num_target_members, num_classes
             )
+    for name in used_defenses(config):
         members = config.split.num_target_members
         length = defenses.TrainingLength(
             config.train.epochs,

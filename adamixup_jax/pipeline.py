@@ -65,6 +65,10 @@ def default_config() -> ml_collections.ConfigDict:
     # Comma-separated label-only attacks (predicted labels only), calibrated like the
     # threshold attacks; '' runs none.
     config.label_only_attacks = ""
+    # Label-only attacks score at most this many members and as many non-members of
+    # each model (the first ones, in the split's random order); 0 scores all. The
+    # boundary search costs max_queries forward passes per example.
+    config.label_only_examples = 0
     config.attack = ml_collections.ConfigDict()
     config.attack.augmentation = ml_collections.ConfigDict()
     config.attack.augmentation.shift = 1  # Shifted copies up to this many pixels.
@@ -218,10 +222,11 @@ def _attack_results(config, target, reference) -> dict:
 
         def from_labels(model, module=module, options=options, queries=queries):
             def score_part(part):
+                limit = config.label_only_examples or None
                 arguments = (
                     model["predict_labels"],
-                    model["images"][part],
-                    model["labels"][part],
+                    model["images"][part][:limit],
+                    model["labels"][part][:limit],
                 )
                 if not hasattr(module, "search"):
                     return module.scores(*arguments, key=noise_key, **options)

@@ -92,6 +92,67 @@ def markdown_table(results: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _epsilon(defense: dict) -> str:
+    privacy = defense.get("privacy")
+    if not privacy:
+        return "–"
+    return f"{privacy['epsilon']:.3g} (δ={privacy['delta']:g})"
+
+
+def summary_table(results: dict, fpr_key: str = "0.01") -> str:
+    """One row per defense: accuracies, epsilon where it exists, and per attack the
+    threshold-free AUC and TPR at `fpr_key` FPR; then the query budgets spent."""
+    attack_names = list(
+        dict.fromkeys(
+            name
+            for defense in results["defenses"].values()
+            for name in defense["attacks"]
+        )
+    )
+    percent = f"{100.0 * float(fpr_key):g}%"
+    header = ["defense", "train acc.", "test acc.", "ε", *attack_names]
+    lines = [
+        (
+            f"Every defense against every attack: AUC / TPR at {percent} FPR "
+            "(threshold-free; members are the positive class). ε is the DP-SGD "
+            "guarantee of the target's training, where one exists."
+        ),
+        "",
+        "| " + " | ".join(header) + " |",
+        "|---|---:|---:|---:|" + "---:|" * len(attack_names),
+    ]
+    budgets = []
+    for defense_name, defense in results["defenses"].items():
+        cells = [
+            defense_name,
+            _percent(defense["train_accuracy"]),
+            _percent(defense["test_accuracy"]),
+            _epsilon(defense),
+        ]
+        for name in attack_names:
+            attack = defense["attacks"].get(name)
+            if attack is None:
+                cells.append("–")
+                continue
+            free = attack["threshold_free"]
+            tpr = free["tpr_at_fpr"].get(fpr_key)
+            cells.append(
+                f"{free['auc']:.3f} / {_percent(tpr, 1) if tpr is not None else '–'}"
+            )
+            if "queries" in attack:
+                spent = attack["queries"]
+                budgets.append(
+                    f"- {defense_name}, {name}: {spent['mean_per_example']:.0f} "
+                    f"queries per example on average, at most "
+                    f"{spent['max_per_example']} (budget "
+                    f"{spent['budget_per_example']}), {spent['total']} in all"
+                )
+        lines.append("| " + " | ".join(cells) + " |")
+    if budgets:
+        lines += ["", "Label queries spent (target and reference models):", *budgets]
+    return "\n".join(lines) + "\n"
+
+
 def shadow_table(results: dict) -> str:
     """Table of the shadow-model attacks (mean ± std over target models), or ''."""
     rows = [
@@ -141,7 +202,13 @@ def markdown(results: dict) -> str:
     ]
     for key, value in results.get("split", {}).items():
         lines.append(f"- {key}: {value}")
-    text = "\n".join(lines) + "\n\n" + markdown_table(results)
+    text = (
+        "\n".join(lines)
+        + "\n\n"
+        + summary_table(results)
+        + "\n"
+        + markdown_table(results)
+    )
     shadows = shadow_table(results)
     return text + ("\n" + shadows if shadows else "")
 

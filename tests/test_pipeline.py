@@ -282,3 +282,73 @@ def test_every_shipped_config_is_valid(name):
     config = _config(name)
     config_checks.validate(config)
     assert config.data.name in ("mnist5k", "mnist", "cifar10", "stl10", "lfw")
+
+
+@pytest.fixture(scope="module")
+def baselines_run(tmp_path_factory):
+    config = _config()
+    config.shadows.num_models = 0
+    config.defenses = "erm,memguard,dpsgd,early_stopping"
+    config.label_only_attacks = "gap,augmentation,noise,boundary"
+    config.label_only_examples = 32
+    config.attack.boundary.max_queries = 120
+    config.attack.boundary.num_gradient_samples = 20
+    workdir = str(tmp_path_factory.mktemp("baselines"))
+    return config, pipeline.run(config, workdir)
+
+
+def test_label_only_attacks_give_the_same_numbers_with_and_without_memguard(
+    baselines_run,
+):
+    _, results = baselines_run
+    erm, guarded = results["defenses"]["erm"], results["defenses"]["memguard"]
+    for name in ("gap", "augmentation", "noise", "boundary"):
+        assert guarded["attacks"][name] == erm["attacks"][name], name
+    assert erm["attacks"]["boundary"]["queries"]["max_per_example"] <= 120
+    # Every MemGuard answer is one of two vectors (label right or wrong), so the
+    # loss attack sees exactly what the gap attack sees.
+    loss = guarded["attacks"]["loss"]["threshold_free"]
+    gap = guarded["attacks"]["gap"]["threshold_free"]
+    assert loss["num_members"] == 64 and gap["num_members"] == 32
+    assert guarded["test_accuracy"] == erm["test_accuracy"]
+
+
+def test_memguard_loss_attack_equals_the_gap_on_the_same_examples(baselines_run):
+    _, results = baselines_run
+    guarded = results["defenses"]["memguard"]
+    # Over all 64 + 64 examples the loss attack's AUC is the gap attack's AUC:
+    # 0.5 + (train accuracy - test accuracy) / 2 for a two-valued score.
+    expected = 0.5 + guarded["generalization_gap"] / 2
+    assert guarded["attacks"]["loss"]["threshold_free"]["auc"] == pytest.approx(
+        expected, abs=1e-9
+    )
+
+
+def test_dpsgd_run_reports_the_accountants_epsilon(baselines_run):
+    from adamixup_jax.defenses import dpsgd
+
+    config, results = baselines_run
+    privacy = results["defenses"]["dpsgd"]["privacy"]
+    steps = config.train.epochs * -(-64 // config.train.batch_size)
+    expected = dpsgd.epsilon(
+        config.dpsgd.noise_multiplier,
+        config.dpsgd.delta,
+        64,
+        config.train.batch_size,
+        steps,
+        config.dpsgd.accountant,
+    )
+    assert privacy["steps"] == steps
+    assert privacy["epsilon"] == pytest.approx(expected)
+    assert results["defenses"]["erm"]["privacy"] is None
+
+
+def test_early_stopping_holds_its_validation_slice_out_of_the_members(baselines_run):
+    config, results = baselines_run
+    stopped = results["defenses"]["early_stopping"]
+    held_out = round(config.early_stopping.validation_fraction * 64)
+    assert stopped["num_validation"] == held_out
+    assert stopped["num_members"] == 64 - held_out
+    assert stopped["attacks"]["loss"]["threshold_free"]["num_members"] == 64 - held_out
+    accuracies = [record["validation_accuracy"] for record in stopped["history"]]
+    assert stopped["selected_epoch"] == int(np.argmax(accuracies)) + 1
