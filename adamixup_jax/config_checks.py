@@ -83,11 +83,24 @@ def used_defenses(config: ml_collections.ConfigDict) -> list[str]:
     """Every defense a run trains: the listed ones, and the attacker's reference and
     shadow defenses when they are named rather than 'same'."""
     used = names(config.defenses) if isinstance(config.defenses, str) else []
-    for key in ("reference_defense", "shadow_defense"):
+    keys = ["reference_defense"] + (
+        ["shadow_defense"] if config.shadows.num_models else []
+    )
+    for key in keys:
         name = config.attack[key]
         if name != "same" and name in defenses.DEFENSES and name not in used:
             used.append(name)
     return [name for name in used if name in defenses.DEFENSES]
+
+
+def shadow_defenses(config: ml_collections.ConfigDict) -> list[str]:
+    """The defenses that train shadow batches (none without shadow models)."""
+    if not config.shadows.num_models:
+        return []
+    listed = [name for name in names(config.defenses) if name in defenses.DEFENSES]
+    if config.attack.shadow_defense == "same":
+        return listed
+    return list(dict.fromkeys([*listed, config.attack.shadow_defense]))
 
 
 def validate(config: ml_collections.ConfigDict) -> None:
@@ -277,9 +290,21 @@ def validate(config: ml_collections.ConfigDict) -> None:
 
 
 def validate_against_data(
-    config: ml_collections.ConfigDict, num_examples: int, num_classes: int
+    config: ml_collections.ConfigDict,
+    num_examples: int,
+    num_classes: int,
+    image_shape: tuple[int, ...] | None = None,
 ) -> None:
-    """Checks that the split sizes fit a dataset of `num_examples` examples."""
+    """Checks that the split sizes fit a dataset of `num_examples` examples (and the
+    attack options its images of `image_shape` (H, W, C), when given)."""
+    if image_shape is not None:
+        side = min(image_shape[:2])
+        shift = config.attack.augmentation.shift
+        _require(
+            shift < side,
+            f"attack.augmentation.shift={shift!r} must be smaller than the image side "
+            f"{side} of data.name={config.data.name!r}",
+        )
     _require(
         num_classes >= 2,
         f"data.name={config.data.name!r} gave {num_classes} class; membership "
@@ -317,7 +342,7 @@ def validate_against_data(
                 f"of split.num_target_members={config.split.num_target_members}",
             )
         _require(
-            not config.shadows.num_models
+            name not in shadow_defenses(config)
             or (fraction == 0 and not defense.select_best_epoch),
             f"defense {name!r} holds out a validation slice, which the shadow-model "
             "batch does not support yet; set shadows.num_models=0 for it (or, for "

@@ -200,6 +200,15 @@ def _calibrated_attack(config, target_scores, reference_scores) -> dict:
     }
 
 
+def _query_summary(spent: list[np.ndarray]) -> dict:
+    spent = np.concatenate(spent)
+    return {
+        "mean_per_example": float(spent.mean()),
+        "max_per_example": int(spent.max()),
+        "total": int(spent.sum()),
+    }
+
+
 def _attack_results(config, target, reference) -> dict:
     """Every threshold attack on logits, then every label-only attack on predicted
     labels, each calibrated on the reference model. `target` and `reference` are
@@ -218,9 +227,9 @@ def _attack_results(config, target, reference) -> dict:
     for name in config_checks.names(config.label_only_attacks):
         module = attacks.LABEL_ONLY_ATTACKS[name]
         options = config.attack[name].to_dict() if name in config.attack else {}
-        queries = []  # queries per example, for attacks that report them
+        queries = {"target": [], "reference": []}  # per example, where reported
 
-        def from_labels(model, module=module, options=options, queries=queries):
+        def from_labels(model, role, module=module, options=options, queries=queries):
             def score_part(part):
                 limit = config.label_only_examples or None
                 arguments = (
@@ -230,22 +239,30 @@ def _attack_results(config, target, reference) -> dict:
                 )
                 if not hasattr(module, "search"):
                     return module.scores(*arguments, key=noise_key, **options)
-                found = module.search(*arguments, key=noise_key, **options)
-                queries.append(found["queries"])
+                found = module.search(
+                    *arguments,
+                    key=noise_key,
+                    progress=config.train.progress,
+                    **options,
+                )
+                queries[role].append(found["queries"])
                 return found["distances"]
 
             return score_part
 
         results[name] = _calibrated_attack(
-            config, from_labels(target), from_labels(reference)
+            config,
+            from_labels(target, "target"),
+            from_labels(reference, "reference"),
         )
-        if queries:
-            spent = np.concatenate(queries)
+        if queries["target"]:
             results[name]["queries"] = {
                 "budget_per_example": options.get("max_queries"),
-                "mean_per_example": float(spent.mean()),
-                "max_per_example": int(spent.max()),
-                "total": int(spent.sum()),
+                **{
+                    f"{role}_{statistic}": value
+                    for role, spent in queries.items()
+                    for statistic, value in _query_summary(spent).items()
+                },
             }
     return results
 
@@ -528,7 +545,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     except ValueError as error:
         raise ConfigError(str(error)) from error
     config_checks.validate_against_data(
-        config, len(dataset.labels), dataset.num_classes
+        config, len(dataset.labels), dataset.num_classes, dataset.images.shape[1:]
     )
     prepare_workdir(config, workdir)
     logging.info(

@@ -142,14 +142,16 @@ def summary_table(results: dict, fpr_key: str = "0.01") -> str:
             if "queries" in attack:
                 spent = attack["queries"]
                 budgets.append(
-                    f"- {defense_name}, {name}: {spent['mean_per_example']:.0f} "
-                    f"queries per example on average, at most "
-                    f"{spent['max_per_example']} (budget "
-                    f"{spent['budget_per_example']}), {spent['total']} in all"
+                    f"- {defense_name}, {name}: on the target, "
+                    f"{spent['target_mean_per_example']:.0f} queries per example on "
+                    f"average, at most {spent['target_max_per_example']} (budget "
+                    f"{spent['budget_per_example']}), {spent['target_total']} in all; "
+                    f"{spent['reference_total']} more on the attacker's reference "
+                    "model"
                 )
         lines.append("| " + " | ".join(cells) + " |")
     if budgets:
-        lines += ["", "Label queries spent (target and reference models):", *budgets]
+        lines += ["", "Label queries spent:", *budgets]
     return "\n".join(lines) + "\n"
 
 

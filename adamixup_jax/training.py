@@ -342,7 +342,8 @@ def train_one(
     `validation` (images, labels) is the defense's validation slice, required when
     `defense.validation_fraction > 0` and never trained on as members. Each epoch its
     accuracy (all of it) and the training accuracy (on as many training examples) are
-    measured in inference mode; they steer `defense.next_control` and, with
+    measured in inference mode (the training examples a keyed random subset); they
+    steer `defense.next_control` and, with
     `defense.select_best_epoch`, pick the parameters returned (the first epoch of
     best validation accuracy; with `defense.patience` > 0, training stops after that
     many epochs without a better one).
@@ -369,8 +370,19 @@ def train_one(
         validation_slots = jnp.arange(
             num_train, num_train + len(validation_labels), dtype=jnp.int32
         )
-        # The training examples the controller compares with the validation slice.
-        compared = (images[: len(validation_labels)], labels[: len(validation_labels)])
+        # The training examples the controller compares with the validation slice: a
+        # keyed random subset of as many (the training set may be sorted by label).
+        chosen = np.sort(
+            np.asarray(
+                jax.random.choice(
+                    jax.random.fold_in(key, 7),
+                    num_train,
+                    (min(len(validation_labels), num_train),),
+                    replace=False,
+                )
+            )
+        )
+        compared = (images[chosen], labels[chosen])
     device_images = jnp.asarray(all_images, jnp.uint8)
     device_labels = jnp.asarray(all_labels, jnp.int32)
     slots = jnp.arange(num_train, dtype=jnp.int32)

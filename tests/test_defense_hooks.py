@@ -339,3 +339,20 @@ def test_memguard_refuses_a_confidence_that_could_lose_the_label():
     with pytest.raises(ValueError, match="memguard.confidence"):
         memguard.check_against_data(block, 100, 3)  # 0.3 < 1/3
     memguard.check_against_data(block, 100, 4)  # 0.3 > 1/4
+
+
+def test_memguard_refuses_a_confidence_float32_cannot_separate_from_the_rest():
+    block = memguard.default_config()
+    block.confidence = 0.10000001
+    with pytest.raises(ValueError, match="memguard.confidence"):
+        memguard.check_against_data(block, 100, 10)
+
+
+def test_adaptive_controller_must_start_inside_its_bounds():
+    block = adamixup.default_config()
+    block.controller = "gap"
+    block.m_max = 0.1  # m_start is 0.5
+    with pytest.raises(ValueError, match="adamixup.m_start"):
+        adamixup.check_config(block)
+    block.controller = "none"  # the schedule ignores the bounds
+    adamixup.check_config(block)

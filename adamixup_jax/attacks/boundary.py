@@ -98,6 +98,8 @@ _MINIMUMS = {
 # A float32 blend weight near 1 resolves about 2**-23, so further halvings would
 # leave an empty bracket.
 _MAX_BINARY_SEARCH_STEPS = 20
+# Keeps the iteration count well inside int32, and a run finite.
+_MAX_QUERIES = 10_000_000
 
 
 def _settings(options: dict) -> _Settings:
@@ -119,6 +121,12 @@ def _settings(options: dict) -> _Settings:
             raise ValueError(
                 f"attack.boundary.{name}={value!r} must be an int >= {_MINIMUMS[name]}."
             )
+    if values["max_queries"] > _MAX_QUERIES:
+        raise ValueError(
+            f"attack.boundary.max_queries={values['max_queries']!r} must be <= "
+            f"{_MAX_QUERIES:,} per example (at about a millisecond per query on a CPU, "
+            "that is already hours per example)."
+        )
     if values["binary_search_steps"] > _MAX_BINARY_SEARCH_STEPS:
         raise ValueError(
             f"attack.boundary.binary_search_steps={values['binary_search_steps']!r} "
@@ -316,12 +324,14 @@ def search(
     labels,
     *,
     key: jax.Array | None = None,
+    progress: bool = True,
     **options,
 ) -> dict[str, np.ndarray]:
     """Per example, the distance [examples] float64 to the closest point found with
     another label, and the queries [examples] int64 it cost.
 
-    `options` are the keys of `default_config`. The classifier is
+    `options` are the keys of `default_config`; `progress` shows a bar over
+    chunks. The classifier is
     `predict_labels.traceable` (also for the image's own label; `predict_labels`
     itself is never called), run under `jax.jit` on `chunk_size` examples at a time,
     the last chunk padded.
@@ -352,7 +362,10 @@ def search(
     misclassified = np.zeros(num, bool)
     found_start = np.zeros(num, bool)
     starts = range(0, num, settings.chunk_size)
-    for start in tqdm.tqdm(starts, desc="boundary attack", unit="chunk", leave=False):
+    bar = tqdm.tqdm(
+        starts, desc="boundary attack", unit="chunk", leave=False, disable=not progress
+    )
+    for start in bar:
         indices = np.arange(start, start + settings.chunk_size)
         # Padding repeats the first example of the chunk; its results are dropped.
         indices = np.where(indices < num, indices, start)

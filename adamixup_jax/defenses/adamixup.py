@@ -71,6 +71,14 @@ def check_config(config: ml_collections.ConfigDict) -> None:
         raise ValueError(
             f"adamixup.m_min={config.m_min!r} is above adamixup.m_max={config.m_max!r}"
         )
+    if config.controller == "gap" and not (
+        config.m_min <= config.m_start <= config.m_max
+    ):
+        raise ValueError(
+            f"adamixup.m_start={config.m_start!r} is where the controller starts, so it "
+            f"must lie in [adamixup.m_min, adamixup.m_max] = [{config.m_min}, "
+            f"{config.m_max}]"
+        )
     if not (math.isfinite(config.controller_gain) and config.controller_gain > 0):
         raise ValueError(
             f"adamixup.controller_gain={config.controller_gain!r} must be a finite "

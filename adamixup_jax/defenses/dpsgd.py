@@ -21,6 +21,7 @@ BatchNorm model.
 """
 
 import dataclasses
+import functools
 import math
 import numbers
 from typing import ClassVar
@@ -34,6 +35,8 @@ from jax_privacy import clipping, noise_addition
 from adamixup_jax.defenses.base import DefenseBase, TrainingLength
 
 ACCOUNTANTS = ("rdp", "pld")
+# The smallest target epsilon calibrated; the RDP accountant fails to converge below.
+_MIN_TARGET_EPSILON = 0.01
 # Calibration returns a noise multiplier within this distance of the smallest one
 # that reaches target_epsilon, and never one whose epsilon is above the target.
 _CALIBRATION_TOLERANCE = 1e-4
@@ -90,8 +93,9 @@ def check_config(config: ml_collections.ConfigDict) -> None:
     _require_number(
         "target_epsilon",
         _target_epsilon(config),
-        "a finite number >= 0 (0 uses dpsgd.noise_multiplier)",
-        lambda e: e >= 0,
+        f"0 (use dpsgd.noise_multiplier) or a finite number >= {_MIN_TARGET_EPSILON} "
+        "(below that the accountant does not converge)",
+        lambda e: e == 0 or e >= _MIN_TARGET_EPSILON,
     )
     if _target_epsilon(config) > 0:
         _require_number(
@@ -169,6 +173,7 @@ def epsilon(
     return float(_fresh_accountant(accountant).compose(event).get_epsilon(delta))
 
 
+@functools.lru_cache(maxsize=64)  # the run builds the same defense several times
 def calibrated_noise_multiplier(
     target_epsilon: float,
     delta: float,

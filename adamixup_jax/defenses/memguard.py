@@ -17,6 +17,7 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 import ml_collections
+import numpy as np
 
 from adamixup_jax.defenses.base import DefenseBase, TrainingLength
 
@@ -39,10 +40,13 @@ def check_against_data(
     config: ml_collections.ConfigDict, num_examples: int, num_classes: int
 ) -> None:
     del num_examples
-    if not config.confidence > 1.0 / num_classes:
+    rest = (1.0 - np.float32(config.confidence)) / (num_classes - 1)
+    # Compared as the float32 log-probabilities the answers are made of.
+    if not np.log(np.float32(config.confidence)) > np.log(np.float32(rest)):
         raise ValueError(
             f"memguard.confidence={config.confidence!r} must be above 1/classes = "
-            f"{1.0 / num_classes:.4f}, or the predicted label would not stay on top"
+            f"{1.0 / num_classes:.4f} (distinguishably so in float32), or the "
+            "predicted label would not stay on top"
         )
 
 
