@@ -318,12 +318,14 @@ def validate_against_data(
             f"{num_examples} "
             f"examples that data.name={config.data.name!r} has",
         )
-    for name, module in defenses.DEFENSES.items():
-        check = getattr(module, "check_against_data", None)
+    for name in used_defenses(config):
+        check = getattr(defenses.DEFENSES[name], "check_against_data", None)
         if check is not None:
-            _converted(
-                check, config[name], config.split.num_target_members, num_classes
-            )
+            # Checked against the smallest training set the defense will train on.
+            sizes = [config.split.num_target_members]
+            if name in shadow_defenses(config):
+                sizes.append(config.shadows.pool_size // 2)
+            _converted(check, config[name], min(sizes), num_classes)
     for name in used_defenses(config):
         members = config.split.num_target_members
         length = defenses.TrainingLength(

@@ -274,10 +274,11 @@ def _validation_split(config, member_idx: np.ndarray, fraction: float):
         return member_idx, member_idx[:0]
     num_validation = max(1, round(fraction * len(member_idx)))
     order = np.random.default_rng([config.split.seed, 5]).permutation(len(member_idx))
-    return (
-        np.sort(member_idx[order[num_validation:]]),
-        np.sort(member_idx[order[:num_validation]]),
-    )
+    held_out = np.zeros(len(member_idx), bool)
+    held_out[order[:num_validation]] = True
+    # Both keep the pool's own (random) order: never sorted by dataset index, whose
+    # rows may be sorted by label, so any prefix is still a random sample.
+    return member_idx[~held_out], member_idx[held_out]
 
 
 def _build_defense(config, defense_name, num_train_examples):

@@ -101,7 +101,11 @@ def _epsilon(defense: dict) -> str:
 
 def summary_table(results: dict, fpr_key: str = "0.01") -> str:
     """One row per defense: accuracies, epsilon where it exists, and per attack the
-    threshold-free AUC and TPR at `fpr_key` FPR; then the query budgets spent."""
+    threshold-free AUC and TPR at `fpr_key` FPR (the largest reported FPR if that
+    one is not); then the query budgets spent."""
+    reported = _fpr_keys(results)
+    if reported and fpr_key not in reported:
+        fpr_key = reported[-1]
     attack_names = list(
         dict.fromkeys(
             name

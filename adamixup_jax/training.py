@@ -21,9 +21,12 @@ from absl import logging
 from tqdm import auto as tqdm
 
 from adamixup_jax import data
-from adamixup_jax.defenses import Defense
+from adamixup_jax.defenses import Defense, DefenseBase
 
 LR_SCHEDULES = ("cosine", "constant", "step")
+# fold_in constant of a step key's validation-batch draw: far from the small indices
+# that split(key, n)[i] == fold_in(key, i) gives a defense's own key splits.
+_VALIDATION_STREAM = 0x7A11D
 
 
 def default_config() -> ml_collections.ConfigDict:
@@ -137,6 +140,18 @@ def make_train_step(
     there, as its batch statistics would couple the examples.
     """
 
+    if (
+        defense.per_example_gradients
+        and type(defense).prepare_batch is not DefenseBase.prepare_batch
+    ):
+        # fold_in(key, 1), its noise key, equals split(key)[1], which a mixing
+        # prepare_batch would draw from too: noise and mixing would be correlated.
+        raise ValueError(
+            f"defense {defense.name!r} combines per-example gradients with its own "
+            "prepare_batch, whose random stream its noise key would share; not "
+            "supported"
+        )
+
     def train_step(state: TrainState, batch, key):
         inputs = data.normalize(batch["images"])
         control = batch.get("control", jnp.zeros((), jnp.float32))
@@ -188,7 +203,7 @@ def make_train_step(
             )(state.params, inputs, targets, labels)
             grads = defense.aggregate_gradients(
                 per_example, weights, jax.random.fold_in(key, 1)
-            )
+            )  # safe: such defenses never use the key in prepare_batch (checked)
             loss = jnp.sum(example_losses * weights) / jnp.maximum(
                 jnp.sum(weights), 1.0
             )
@@ -220,7 +235,9 @@ def epoch_batches(key: jax.Array, num_examples: int, batch_size: int):
 
     The last batch is filled up with examples from the start of the same shuffled
     order at weight 0, so every example is seen exactly once per epoch at full weight,
-    and every batch has the same shape.
+    and every batch has the same shape. The padding examples (the model's own
+    training examples again) carry no loss or gradient weight, but can still be a
+    mixing partner or enter BatchNorm's batch statistics.
     """
     steps = -(-num_examples // batch_size)
     order = jax.random.permutation(key, num_examples)
@@ -272,7 +289,7 @@ def make_epoch_fn(train_step: Callable, batch_size: int) -> Callable:
             }
             if validation_slots is not None:
                 drawn = jax.random.randint(
-                    jax.random.fold_in(key, 2),
+                    jax.random.fold_in(key, _VALIDATION_STREAM),
                     (batch_size,),
                     0,
                     validation_slots.shape[0],

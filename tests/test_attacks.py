@@ -225,3 +225,16 @@ def test_loss_keeps_ranking_very_confident_rows():
     scores = attacks.get("loss")(logits, np.zeros(4, int))
     assert np.all(np.diff(scores) > 0)
     np.testing.assert_allclose(scores, -2.0 * np.exp(-logits[:, 0]), rtol=1e-9)
+
+
+def test_entropy_attacks_tie_outputs_equal_up_to_the_class_order():
+    # MemGuard-like answers: the same vector, the top class in different places.
+    top, rest = np.log(0.9), np.log(0.1 / 9)
+    logits = np.full((10, 10), rest)
+    logits[np.arange(10), np.arange(10)] = top
+    labels = np.arange(10)  # all correct
+    for module in (entropy, modified_entropy):
+        scores = module.scores(logits, labels)
+        assert len(np.unique(scores)) == 1, module.__name__
+    wrong = (labels + 3) % 10  # all wrong, the true class in different places too
+    assert len(np.unique(modified_entropy.scores(logits, wrong))) == 1

@@ -356,3 +356,19 @@ def test_adaptive_controller_must_start_inside_its_bounds():
         adamixup.check_config(block)
     block.controller = "none"  # the schedule ignores the bounds
     adamixup.check_config(block)
+
+
+def test_validation_split_keeps_the_pools_random_order():
+    from adamixup_jax import pipeline
+
+    config = pipeline.default_config()
+    pool = np.random.default_rng(0).permutation(1000)[:200]
+    trained, held_out = pipeline._validation_split(config, pool, 0.2)
+    assert len(held_out) == 40 and len(trained) == 160
+    assert not set(trained) & set(held_out) and set(trained) | set(held_out) == set(
+        pool
+    )
+    # Subsequences of the pool, in its order: never re-sorted by dataset index.
+    position = {index: rank for rank, index in enumerate(pool)}
+    assert np.all(np.diff([position[i] for i in trained]) > 0)
+    assert not np.all(np.diff(trained) > 0)

@@ -36,6 +36,15 @@ def scores(logits, labels) -> np.ndarray:
     """Minus Mentr(p, y) = (1 - p_y) log p_y + sum_{i != y} p_i log(1 - p_i)."""
     logits, labels = checked_inputs(logits, labels)
     rows = np.arange(len(labels))
+    # The score depends on the true class's logit and the multiset of the others:
+    # put the true class first and sort the rest, so outputs equal up to the order of
+    # the other classes score bit-identically (tied, as they must).
+    others = logits.copy()
+    others[rows, labels] = -np.inf
+    logits = np.concatenate(
+        [logits[rows, labels][:, None], np.sort(others, axis=1)[:, 1:]], axis=1
+    )
+    labels = np.zeros_like(labels)
     log_probs = scipy.special.log_softmax(logits, axis=1)
     log_one_minus = _log_one_minus_softmax(logits)
     probs = np.exp(log_probs)

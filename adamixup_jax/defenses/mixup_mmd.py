@@ -38,7 +38,8 @@ def default_config() -> ml_collections.ConfigDict:
     # distances are at most sqrt(2): 1.0 keeps the kernel smooth over the simplex.
     config.bandwidth = 1.0
     # Share of the training pool held out as the validation slice the MMD compares
-    # with, in (0, 1); those examples are never trained on.
+    # with, in (0, 1); never counted as members, they shape the model only through
+    # the MMD term (its gradient flows through their outputs too).
     config.validation_fraction = 0.2
     return config
 
