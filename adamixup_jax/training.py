@@ -453,7 +453,8 @@ def train_one(
             control = float(
                 defense.next_control(control, compared_accuracy, validation_accuracy)
             )
-            record["next_control"] = control
+            if type(defense).next_control is not DefenseBase.next_control:
+                record["next_control"] = control
             if defense.select_best_epoch and (
                 best is None or validation_accuracy > best[0]
             ):
