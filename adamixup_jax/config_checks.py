@@ -321,11 +321,12 @@ def validate_against_data(
     for name in used_defenses(config):
         check = getattr(defenses.DEFENSES[name], "check_against_data", None)
         if check is not None:
-            # Checked against the smallest training set the defense will train on.
+            # Against every training set the defense trains on: the largest is the
+            # strictest (delta must stay below 1/N).
             sizes = [config.split.num_target_members]
             if name in shadow_defenses(config):
                 sizes.append(config.shadows.pool_size // 2)
-            _converted(check, config[name], min(sizes), num_classes)
+            _converted(check, config[name], max(sizes), num_classes)
     for name in used_defenses(config):
         members = config.split.num_target_members
         length = defenses.TrainingLength(

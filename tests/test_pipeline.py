@@ -9,7 +9,7 @@ import sys
 import numpy as np
 import pytest
 
-from adamixup_jax import membership, pipeline, scoring
+from adamixup_jax import defenses, membership, pipeline, scoring
 from adamixup_jax.config_checks import ConfigError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -247,6 +247,8 @@ def test_bad_config_is_refused_naming_the_key_before_training(key, value, tmp_pa
     config = _config()
     parent = config
     *path, leaf = key.split(".")
+    if path and path[0] in defenses.DEFENSES and path[0] not in config.defenses:
+        config.defenses += "," + path[0]  # checks against the data need it in use
     for part in path:
         parent = parent[part]
     parent[leaf] = value
