@@ -115,10 +115,12 @@ def main(argv):
     num_classes = 10
     peak = matmul_peak_gflops(_REPEATS.value)
     print(
-        f"backend={jax.default_backend()} devices={jax.devices()} jax={jax.__version__}"
+        f"backend={jax.default_backend()} devices={jax.devices()} "
+        f"jax={jax.__version__}"
     )
     print(
-        f"model={_MODEL.value} batch={_BATCH.value} steps={_STEPS.value} matmul peak={peak:.0f} GFLOP/s"
+        f"model={_MODEL.value} batch={_BATCH.value} steps={_STEPS.value} "
+        f"matmul peak={peak:.0f} GFLOP/s"
     )
     rows = []
     flops = None
@@ -130,7 +132,8 @@ def main(argv):
     best = min(min(r[1], r[2]) for r in rows)
     print(f"training FLOPs per sample ~ {flops / 1e6:.1f} M (3x forward)")
     print(
-        "| formulation | loop s/step | scan s/step | scan samples/s | fastest/this | % matmul peak | vs torch |"
+        "| formulation | loop s/step | scan s/step | scan samples/s | fastest/this "
+        "| % matmul peak | vs torch |"
     )
     print("|---|---|---|---|---|---|---|")
     for impl, loop_s, scan_s in rows:
@@ -143,7 +146,8 @@ def main(argv):
         )
     if torch_s:
         print(
-            f"| torch (CPU) | {torch_s:.4f} | - | {_BATCH.value / torch_s:,.0f} | {best / torch_s:.2f} | - | 1.00x |"
+            f"| torch (CPU) | {torch_s:.4f} | - | {_BATCH.value / torch_s:,.0f} "
+            f"| {best / torch_s:.2f} | - | 1.00x |"
         )
     # Training runs the scan, so the scan time decides.
     winner = min(rows, key=lambda r: r[2])[0]

